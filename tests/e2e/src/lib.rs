@@ -1,0 +1,368 @@
+//! Test tooling that runs neongrid on a real, isolated wasmCloud lattice.
+//!
+//! A [`Lattice`] is what `wash up -d` starts (nats-server, a wasmCloud host and wadm),
+//! but with its own NATS port, lattice name, wash directories and temp dir, so that
+//! tests never see a developer's lattice, each other, or JetStream state left behind by
+//! an earlier run. Dropping it runs `wash down` and then kills anything that is still
+//! alive, so a failing test leaks no processes.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+
+pub mod http;
+pub mod manifest;
+
+/// Every process of a lattice inherits this variable, which is how [`Lattice::processes`]
+/// finds them, whichever of wash, the host or a provider started them.
+const MARKER_ENV: &str = "NEONGRID_E2E_LATTICE";
+
+/// The repository root (this crate lives at `tests/e2e`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
+}
+
+/// An artifact produced by `scripts/build.sh`, with a clear error when it is missing.
+pub fn build_artifact(name: &str) -> Result<PathBuf> {
+    let path = repo_root().join("build").join(name);
+    if !path.is_file() {
+        bail!("{} is missing: run scripts/build.sh first", path.display());
+    }
+    Ok(path)
+}
+
+/// The pinned tool versions, read from `scripts/versions.sh` so the scripts and the tests
+/// cannot disagree.
+pub fn versions() -> Result<HashMap<String, String>> {
+    let path = repo_root().join("scripts/versions.sh");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            let k = k.trim();
+            if k.is_empty() || !k.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
+                return None;
+            }
+            let v = v.split('#').next()?.trim();
+            (!v.contains('$')).then(|| (k.to_string(), v.to_string()))
+        })
+        .collect())
+}
+
+/// A free TCP port on loopback. There is a window between closing the probe socket and the
+/// real server binding it; picking from the kernel's ephemeral range keeps clashes rare.
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Polls `check` until it returns `Some`, or fails with the last error after `timeout`.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = match check() {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => "not yet".to_string(),
+            Err(e) => format!("{e:#}"),
+        };
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}: {last}");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn default_downloads_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("WASH_DOWNLOADS_DIR") {
+        return Ok(dir.into());
+    }
+    let home = std::env::var_os("HOME").context("HOME is not set")?;
+    Ok(Path::new(&home).join(".local/share/wash/downloads"))
+}
+
+/// One isolated lattice started with `wash up -d`.
+pub struct Lattice {
+    pub name: String,
+    pub nats_port: u16,
+    dir: tempfile::TempDir,
+    marker: String,
+    env: Vec<(String, String)>,
+    stopped: bool,
+}
+
+impl Lattice {
+    /// Starts nats-server, a host and wadm through the real `wash up`, offline: the
+    /// binaries come from the cache that `scripts/setup.sh` fills.
+    pub fn up() -> Result<Self> {
+        let v = versions()?;
+        let (host_v, wadm_v, nats_v) = (&v["HOST_VERSION"], &v["WADM_VERSION"], &v["NATS_VERSION"]);
+        let cache = default_downloads_dir()?;
+        let dir = tempfile::Builder::new().prefix("neongrid-e2e-").tempdir()?;
+        let downloads = dir.path().join("downloads");
+        std::fs::create_dir_all(downloads.join(format!("v{host_v}")))?;
+        for bin in ["nats-server", "wadm", &format!("v{host_v}/wasmcloud_host")] {
+            let src = cache.join(bin);
+            if !src.is_file() {
+                bail!("{} is missing: run scripts/setup.sh first", src.display());
+            }
+            std::os::unix::fs::symlink(&src, downloads.join(bin))?;
+        }
+        for sub in ["config", "data", "cache", "tmp"] {
+            std::fs::create_dir_all(dir.path().join(sub))?;
+        }
+
+        // Our own nats-server config: JetStream in this lattice's directory (wash's default
+        // store outlives `wash down`), and no websocket listener, which wash's default
+        // config opens on 0.0.0.0:4223 and which would clash between parallel lattices.
+        let nats_conf = dir.path().join("nats.conf");
+        std::fs::write(
+            &nats_conf,
+            format!(
+                "jetstream {{\n    domain: core\n    store_dir: \"{}\"\n}}\n",
+                dir.path().join("jetstream").display()
+            ),
+        )?;
+        let nats_port = free_port()?;
+        let name = format!("e2e-{}", nats_port);
+        let marker = dir.path().display().to_string();
+        let p = |s: &str| dir.path().join(s).display().to_string();
+        let port = nats_port.to_string();
+        let env: Vec<(String, String)> = [
+            ("WASH_DOWNLOADS_DIR", downloads.display().to_string()),
+            ("WASH_CONFIG_DIR", p("config")),
+            ("WASH_DATA_DIR", p("data")),
+            ("WASH_CACHE_DIR", p("cache")),
+            // Providers unpack their archives under TMPDIR; keep that inside the lattice too.
+            ("TMPDIR", p("tmp")),
+            ("WASMCLOUD_LATTICE", name.clone()),
+            ("WASMCLOUD_NATS_HOST", "127.0.0.1".into()),
+            ("WASMCLOUD_NATS_PORT", port.clone()),
+            ("WASMCLOUD_CTL_HOST", "127.0.0.1".into()),
+            ("WASMCLOUD_CTL_PORT", port.clone()),
+            ("WASMCLOUD_RPC_HOST", "127.0.0.1".into()),
+            ("WASMCLOUD_RPC_PORT", port),
+            (
+                "WASMCLOUD_EXPERIMENTAL_FEATURES",
+                "builtin-http-server,builtin-messaging-nats".into(),
+            ),
+            (MARKER_ENV, marker.clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+
+        let lattice = Lattice {
+            name,
+            nats_port,
+            dir,
+            marker,
+            env,
+            stopped: false,
+        };
+        lattice.wash(&[
+            "up",
+            "--detached",
+            "--wasmcloud-version",
+            &format!("v{host_v}"),
+            "--wadm-version",
+            &format!("v{wadm_v}"),
+            "--nats-version",
+            &format!("v{nats_v}"),
+            "--nats-host",
+            "127.0.0.1",
+            "--nats-config-file",
+            &nats_conf.display().to_string(),
+        ])?;
+        wait_for(
+            "a host to join the lattice",
+            Duration::from_secs(60),
+            || {
+                let hosts = lattice.wash_json(&["get", "hosts"])?;
+                Ok(hosts["hosts"]
+                    .as_array()
+                    .filter(|h| !h.is_empty())
+                    .map(|_| ()))
+            },
+        )
+        .map_err(|e| anyhow!("{e:#}\n{}", lattice.logs()))?;
+        // Surface the port for humans reading test output.
+        eprintln!(
+            "lattice {} up on nats://127.0.0.1:{}",
+            lattice.name, lattice.nats_port
+        );
+        Ok(lattice)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs wash against this lattice and returns its stdout; a failure carries stderr.
+    pub fn wash(&self, args: &[&str]) -> Result<String> {
+        let out = self.wash_output(args)?;
+        if !out.status.success() {
+            bail!(
+                "`wash {}` failed ({}):\n{}{}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    pub fn wash_output(&self, args: &[&str]) -> Result<Output> {
+        Command::new("wash")
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(self.dir.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .context("running wash (is it on PATH? run scripts/setup.sh)")
+    }
+
+    /// Runs wash with `--output json` and parses what it prints.
+    pub fn wash_json(&self, args: &[&str]) -> Result<Value> {
+        let mut all = args.to_vec();
+        all.extend(["--output", "json"]);
+        let out = self.wash(&all)?;
+        serde_json::from_str(&out)
+            .with_context(|| format!("`wash {}` printed no JSON: {out}", args.join(" ")))
+    }
+
+    /// `wash app deploy`, then waits until wadm reports the application Deployed.
+    pub fn deploy(&self, manifest: &Path, app: &str, timeout: Duration) -> Result<()> {
+        self.wash(&["app", "deploy", &manifest.display().to_string()])?;
+        self.wait_deployed(app, timeout)
+    }
+
+    pub fn app_status(&self, app: &str) -> Result<String> {
+        let status = self.wash_json(&["app", "status", app])?;
+        status["status"]["status"]["type"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("unexpected `wash app status` output: {status}"))
+    }
+
+    pub fn wait_deployed(&self, app: &str, timeout: Duration) -> Result<()> {
+        wait_for(
+            &format!("application {app} to be Deployed"),
+            timeout,
+            || {
+                let s = self.app_status(app)?;
+                match s.as_str() {
+                    "deployed" => Ok(Some(())),
+                    "failed" => bail!(
+                        "wadm reports {app} failed: {}",
+                        self.wash(&["app", "status", app])?
+                    ),
+                    _ => Ok(None),
+                }
+            },
+        )
+        .map_err(|e| anyhow!("{e:#}\n{}", self.logs()))
+    }
+
+    /// The tail of each log wash writes, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for log in ["wasmcloud.log", "wadm.log", "nats.log"] {
+            let path = self.dir.path().join("downloads").join(log);
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            out.push_str(&format!("--- last lines of {log} ---\n"));
+            for line in tail.into_iter().rev() {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// Every live process that belongs to this lattice, as (pid, command line).
+    pub fn processes(&self) -> Vec<(u32, String)> {
+        let needle = format!("{MARKER_ENV}={}", self.marker);
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| *pid != std::process::id())
+            .filter_map(|pid| {
+                let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+                let cmd = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                let ours = environ.split(|b| *b == 0).any(|kv| kv == needle.as_bytes())
+                    || cmd.contains(&self.marker);
+                // Zombies have an empty command line and are already dead.
+                (ours && !cmd.trim().is_empty()).then_some((pid, cmd))
+            })
+            .collect()
+    }
+
+    /// `wash down`, then waits for every process of the lattice to exit. Returns the
+    /// processes that had to be killed because they outlived `wash down`.
+    pub fn down(&mut self) -> Result<Vec<(u32, String)>> {
+        self.stopped = true;
+        let down = self.wash(&["down", "--all"]);
+        let gone = wait_for(
+            "the lattice's processes to exit",
+            Duration::from_secs(20),
+            || Ok(self.processes().is_empty().then_some(())),
+        );
+        let leaked = self.processes();
+        kill_all(&leaked);
+        down?;
+        if gone.is_err() && leaked.is_empty() {
+            gone?;
+        }
+        Ok(leaked)
+    }
+}
+
+impl Drop for Lattice {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+        if !self.stopped {
+            if let Err(e) = self.down() {
+                eprintln!("tearing down lattice {}: {e:#}", self.name);
+            }
+        }
+        // Belt and braces: nothing of ours survives the test, whatever happened above.
+        kill_all(&self.processes());
+    }
+}
+
+/// SIGKILLs `procs` and gives the kernel a moment to take them away.
+fn kill_all(procs: &[(u32, String)]) {
+    if procs.is_empty() {
+        return;
+    }
+    for (pid, _) in procs {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+    // A zombie keeps its /proc entry but has an empty command line: it is already dead.
+    let alive =
+        |pid: &u32| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while procs.iter().any(|(pid, _)| alive(pid)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,85 @@
+//! Adapts a committed wadm manifest to one test lattice without changing what it deploys:
+//! `file://` images become absolute (the host resolves them against its own working
+//! directory) and the HTTP listen address moves to a free port.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde_yaml::Value;
+
+/// The link config key the builtin HTTP server reads its listen address from.
+const HTTP_ADDRESS_KEY: &str = "address";
+
+pub struct Manifest {
+    doc: Value,
+}
+
+impl Manifest {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let doc =
+            serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        Ok(Manifest { doc })
+    }
+
+    pub fn name(&self) -> Result<String> {
+        self.doc["metadata"]["name"]
+            .as_str()
+            .map(str::to_string)
+            .context("manifest has no metadata.name")
+    }
+
+    fn components_mut(&mut self) -> Result<&mut Vec<Value>> {
+        self.doc["spec"]["components"]
+            .as_sequence_mut()
+            .context("manifest has no spec.components")
+    }
+
+    /// Rewrites `file://./x` images to `file://<root>/x`.
+    pub fn absolutize_images(&mut self, root: &Path) -> Result<&mut Self> {
+        for c in self.components_mut()? {
+            let image = c.get_mut("properties").and_then(|p| p.get_mut("image"));
+            if let Some(image) = image {
+                if let Some(rel) = image.as_str().and_then(|s| s.strip_prefix("file://./")) {
+                    *image = Value::from(format!("file://{}", root.join(rel).display()));
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    /// Points every HTTP server link's `address` at `addr`; fails if there is none, since
+    /// a test that silently kept port 8000 would talk to someone else's server.
+    pub fn set_http_address(&mut self, addr: &str) -> Result<&mut Self> {
+        let mut found = 0;
+        // Walk with `get_mut`: indexing a serde_yaml value mutably inserts missing keys,
+        // which would add empty `source` blocks to traits that wadm then rejects.
+        for c in self.components_mut()? {
+            let traits = c.get_mut("traits").and_then(Value::as_sequence_mut);
+            for t in traits.into_iter().flatten() {
+                let configs = t
+                    .get_mut("properties")
+                    .and_then(|p| p.get_mut("source"))
+                    .and_then(|s| s.get_mut("config"))
+                    .and_then(Value::as_sequence_mut);
+                for cfg in configs.into_iter().flatten() {
+                    let props = cfg.get_mut("properties").and_then(Value::as_mapping_mut);
+                    if let Some(v) = props.and_then(|p| p.get_mut(HTTP_ADDRESS_KEY)) {
+                        *v = Value::from(addr);
+                        found += 1;
+                    }
+                }
+            }
+        }
+        if found == 0 {
+            bail!("manifest has no link config with an `{HTTP_ADDRESS_KEY}` to rewrite");
+        }
+        Ok(self)
+    }
+
+    pub fn write(&self, path: &Path) -> Result<()> {
+        std::fs::write(path, serde_yaml::to_string(&self.doc)?)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+}
