@@ -14,6 +14,7 @@ echo "==> build"
 "$here/build.sh"
 echo "==> cargo fmt --check, cargo clippy"
 cargo fmt --all -- --check
+cargo fmt --all --manifest-path tools/Cargo.toml -- --check
 cargo clippy --quiet --workspace --all-targets -- -D warnings
 echo "==> cargo test (unit and end-to-end)"
 cargo test --workspace

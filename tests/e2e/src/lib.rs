@@ -107,6 +107,11 @@ impl Lattice {
     /// Starts nats-server, a host and wadm through the real `wash up`, offline: the
     /// binaries come from the cache that `scripts/setup.sh` fills.
     pub fn up() -> Result<Self> {
+        Self::up_with(&[])
+    }
+
+    /// [`Lattice::up`] with extra `wash up` arguments, e.g. `["--label", "k=v"]`.
+    pub fn up_with(extra_args: &[&str]) -> Result<Self> {
         let v = versions()?;
         let (host_v, wadm_v, nats_v) = (&v["HOST_VERSION"], &v["WADM_VERSION"], &v["NATS_VERSION"]);
         let cache = default_downloads_dir()?;
@@ -172,20 +177,28 @@ impl Lattice {
             env,
             stopped: false,
         };
-        lattice.wash(&[
+        let (host_v, wadm_v, nats_v) = (
+            format!("v{host_v}"),
+            format!("v{wadm_v}"),
+            format!("v{nats_v}"),
+        );
+        let nats_conf = nats_conf.display().to_string();
+        let mut args = vec![
             "up",
             "--detached",
             "--wasmcloud-version",
-            &format!("v{host_v}"),
+            &host_v,
             "--wadm-version",
-            &format!("v{wadm_v}"),
+            &wadm_v,
             "--nats-version",
-            &format!("v{nats_v}"),
+            &nats_v,
             "--nats-host",
             "127.0.0.1",
             "--nats-config-file",
-            &nats_conf.display().to_string(),
-        ])?;
+            &nats_conf,
+        ];
+        args.extend_from_slice(extra_args);
+        lattice.wash(&args)?;
         wait_for(
             "a host to join the lattice",
             Duration::from_secs(60),
@@ -277,12 +290,16 @@ impl Lattice {
         .map_err(|e| anyhow!("{e:#}\n{}", self.logs()))
     }
 
+    /// The full text of one of the logs wash writes (`wasmcloud.log`, `wadm.log`, `nats.log`).
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join("downloads").join(name)).unwrap_or_default()
+    }
+
     /// The tail of each log wash writes, for failure messages.
     pub fn logs(&self) -> String {
         let mut out = String::new();
         for log in ["wasmcloud.log", "wadm.log", "nats.log"] {
-            let path = self.dir.path().join("downloads").join(log);
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let text = self.log(log);
             let tail: Vec<&str> = text.lines().rev().take(40).collect();
             out.push_str(&format!("--- last lines of {log} ---\n"));
             for line in tail.into_iter().rev() {

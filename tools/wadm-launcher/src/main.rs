@@ -4,6 +4,8 @@
 //! wash checks `wadm --version` against the version it wants before using a binary it
 //! finds on disk, so the output must be exactly `wadm <version>`.
 
+use std::io::IsTerminal;
+
 use anyhow::{Context, Result};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -29,8 +31,10 @@ async fn terminated() -> Result<&'static str> {
 async fn main() -> Result<()> {
     let Args { config } = Args::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // wash sends wadm's stderr to a log file, where colour codes are only noise.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if config.structured_logging {
         builder.json().init();
@@ -38,7 +42,9 @@ async fn main() -> Result<()> {
         builder.init();
     }
 
-    let mut tasks = wadm::start_wadm(config).await.context("failed to start wadm")?;
+    let mut tasks = wadm::start_wadm(config)
+        .await
+        .context("failed to start wadm")?;
     tokio::select! {
         // Any worker finishing means wadm can no longer do its job: exit so that the
         // supervisor (wash, or a test) notices instead of running half a wadm.

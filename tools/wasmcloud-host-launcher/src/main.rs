@@ -5,6 +5,7 @@
 //! crate lets a lattice come up with no network beyond the package registries.
 
 use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,11 +38,20 @@ struct Args {
     ctl_port: u16,
     #[arg(long, env = "WASMCLOUD_CTL_JWT", requires = "ctl_seed")]
     ctl_jwt: Option<String>,
-    #[arg(long, env = "WASMCLOUD_CTL_SEED", hide_env_values = true, requires = "ctl_jwt")]
+    #[arg(
+        long,
+        env = "WASMCLOUD_CTL_SEED",
+        hide_env_values = true,
+        requires = "ctl_jwt"
+    )]
     ctl_seed: Option<String>,
     #[arg(long, env = "WASMCLOUD_CTL_TLS", default_value_t = false)]
     ctl_tls: bool,
-    #[arg(long, env = "WASMCLOUD_CTL_TOPIC_PREFIX", default_value = "wasmbus.ctl")]
+    #[arg(
+        long,
+        env = "WASMCLOUD_CTL_TOPIC_PREFIX",
+        default_value = "wasmbus.ctl"
+    )]
     ctl_topic_prefix: String,
 
     /// Host of the NATS server used for component and provider RPC.
@@ -51,7 +61,12 @@ struct Args {
     rpc_port: u16,
     #[arg(long, env = "WASMCLOUD_RPC_JWT", requires = "rpc_seed")]
     rpc_jwt: Option<String>,
-    #[arg(long, env = "WASMCLOUD_RPC_SEED", hide_env_values = true, requires = "rpc_jwt")]
+    #[arg(
+        long,
+        env = "WASMCLOUD_RPC_SEED",
+        hide_env_values = true,
+        requires = "rpc_jwt"
+    )]
     rpc_seed: Option<String>,
     #[arg(long, env = "WASMCLOUD_RPC_TLS", default_value_t = false)]
     rpc_tls: bool,
@@ -65,7 +80,11 @@ struct Args {
     /// Log level for the host and, through the host, its providers.
     #[arg(long, env = "WASMCLOUD_LOG_LEVEL", default_value = "info")]
     log_level: tracing::Level,
-    #[arg(long, env = "WASMCLOUD_STRUCTURED_LOGGING_ENABLED", default_value_t = false)]
+    #[arg(
+        long,
+        env = "WASMCLOUD_STRUCTURED_LOGGING_ENABLED",
+        default_value_t = false
+    )]
     enable_structured_logging: bool,
 
     /// Allow `file://` component and provider references.
@@ -84,7 +103,11 @@ struct Args {
     secrets_topic: Option<String>,
 
     /// Longest a single component invocation may run.
-    #[arg(long, env = "WASMCLOUD_MAX_EXECUTION_TIME_MS", default_value_t = 600_000)]
+    #[arg(
+        long,
+        env = "WASMCLOUD_MAX_EXECUTION_TIME_MS",
+        default_value_t = 600_000
+    )]
     max_execution_time_ms: u64,
     #[arg(long, env = "WASMCLOUD_PROV_SHUTDOWN_DELAY_MS", default_value_t = 300)]
     provider_shutdown_delay_ms: u64,
@@ -105,7 +128,12 @@ struct Args {
 
     // wash passes these for older hosts; the 1.x host has no use for them, so they are
     // accepted and ignored rather than rejected.
-    #[arg(long, env = "WASMCLOUD_CLUSTER_SEED", hide = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "WASMCLOUD_CLUSTER_SEED",
+        hide = true,
+        hide_env_values = true
+    )]
     _cluster_seed: Option<String>,
     #[arg(long, env = "WASMCLOUD_CLUSTER_ISSUERS", hide = true)]
     _cluster_issuers: Option<String>,
@@ -120,8 +148,8 @@ fn nats_url(host: &str, port: u16) -> Result<Url> {
 
 fn key_pair(seed: Option<&str>, what: &str, expected: KeyPairType) -> Result<Option<Arc<KeyPair>>> {
     let Some(seed) = seed else { return Ok(None) };
-    let key = KeyPair::from_seed(seed)
-        .with_context(|| format!("{what} is not a valid nkey seed"))?;
+    let key =
+        KeyPair::from_seed(seed).with_context(|| format!("{what} is not a valid nkey seed"))?;
     if key.key_pair_type() != expected {
         bail!("{what} must be a {expected:?} nkey seed");
     }
@@ -138,8 +166,10 @@ fn init_logging(level: tracing::Level, structured: bool) {
     // RUST_LOG, when set, wins, so one noisy module can be silenced without a rebuild.
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(level.as_str().to_ascii_lowercase()));
+    // wash sends the host's stderr to a log file, where colour codes are only noise.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if structured {
         builder.json().init();
@@ -157,18 +187,30 @@ fn host_config(args: Args) -> Result<HostConfig> {
     Ok(HostConfig {
         ctl_nats_url: nats_url(&args.ctl_host, args.ctl_port)?,
         ctl_jwt: args.ctl_jwt,
-        ctl_key: key_pair(args.ctl_seed.as_deref(), "WASMCLOUD_CTL_SEED", KeyPairType::User)?,
+        ctl_key: key_pair(
+            args.ctl_seed.as_deref(),
+            "WASMCLOUD_CTL_SEED",
+            KeyPairType::User,
+        )?,
         ctl_tls: args.ctl_tls,
         ctl_topic_prefix: args.ctl_topic_prefix,
         rpc_nats_url: nats_url(&args.rpc_host, args.rpc_port)?,
         rpc_timeout: Duration::from_millis(args.rpc_timeout_ms),
         rpc_jwt: args.rpc_jwt,
-        rpc_key: key_pair(args.rpc_seed.as_deref(), "WASMCLOUD_RPC_SEED", KeyPairType::User)?,
+        rpc_key: key_pair(
+            args.rpc_seed.as_deref(),
+            "WASMCLOUD_RPC_SEED",
+            KeyPairType::User,
+        )?,
         rpc_tls: args.rpc_tls,
         lattice: args.lattice.into(),
         js_domain: args.js_domain,
         labels: labels_from_env(),
-        host_key: key_pair(args.host_seed.as_deref(), "WASMCLOUD_HOST_SEED", KeyPairType::Server)?,
+        host_key: key_pair(
+            args.host_seed.as_deref(),
+            "WASMCLOUD_HOST_SEED",
+            KeyPairType::Server,
+        )?,
         provider_shutdown_delay: Some(Duration::from_millis(args.provider_shutdown_delay_ms)),
         oci_opts: OciConfig {
             allow_latest: args.allow_latest,
