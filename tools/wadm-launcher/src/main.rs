@@ -4,11 +4,8 @@
 //! wash checks `wadm --version` against the version it wants before using a binary it
 //! finds on disk, so the output must be exactly `wadm <version>`.
 
-use std::io::IsTerminal;
-
 use anyhow::{Context, Result};
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 use wadm::config::WadmConfig;
 
 #[derive(Debug, Parser)]
@@ -18,29 +15,10 @@ struct Args {
     config: WadmConfig,
 }
 
-async fn terminated() -> Result<&'static str> {
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("failed to listen for SIGTERM")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => { r.context("failed to listen for Ctrl-C")?; Ok("Ctrl-C") }
-        _ = sigterm.recv() => Ok("SIGTERM"),
-    }
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     let Args { config } = Args::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // wash sends wadm's stderr to a log file, where colour codes are only noise.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    if config.structured_logging {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    launcher_support::init_logging("info", config.structured_logging);
 
     let mut tasks = wadm::start_wadm(config)
         .await
@@ -55,7 +33,7 @@ async fn main() -> Result<()> {
                 Some(Err(e)) => return Err(anyhow::Error::new(e).context("a wadm task panicked")),
             }
         }
-        signal = terminated() => tracing::info!("received {}, shutting down", signal?),
+        signal = launcher_support::terminated() => tracing::info!("received {}, shutting down", signal?),
     }
     tasks.shutdown().await;
     Ok(())

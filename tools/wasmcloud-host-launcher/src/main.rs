@@ -5,14 +5,12 @@
 //! crate lets a lattice come up with no network beyond the package registries.
 
 use std::collections::HashMap;
-use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use nkeys::{KeyPair, KeyPairType};
-use tracing_subscriber::EnvFilter;
 use wasmcloud_host::url::Url;
 use wasmcloud_host::wasmbus::{Features, Host, HostConfig};
 use wasmcloud_host::OciConfig;
@@ -162,22 +160,6 @@ fn labels_from_env() -> HashMap<String, String> {
         .collect()
 }
 
-fn init_logging(level: tracing::Level, structured: bool) {
-    // RUST_LOG, when set, wins, so one noisy module can be silenced without a rebuild.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(level.as_str().to_ascii_lowercase()));
-    // wash sends the host's stderr to a log file, where colour codes are only noise.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    if structured {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 fn host_config(args: Args) -> Result<HostConfig> {
     let features: Features = args
         .experimental_features
@@ -237,19 +219,13 @@ fn host_config(args: Args) -> Result<HostConfig> {
     })
 }
 
-async fn terminated() -> Result<&'static str> {
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("failed to listen for SIGTERM")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => { r.context("failed to listen for Ctrl-C")?; Ok("Ctrl-C") }
-        _ = sigterm.recv() => Ok("SIGTERM"),
-    }
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    init_logging(args.log_level, args.enable_structured_logging);
+    launcher_support::init_logging(
+        &args.log_level.as_str().to_ascii_lowercase(),
+        args.enable_structured_logging,
+    );
     let config = host_config(args)?;
     tracing::info!(lattice = %config.lattice, features = ?config.experimental_features, "starting wasmCloud host");
 
@@ -259,7 +235,7 @@ async fn main() -> Result<()> {
             stopped.context("host stopped unexpectedly")?;
             tracing::info!("host stopped through the control interface");
         }
-        signal = terminated() => tracing::info!("received {}, shutting down", signal?),
+        signal = launcher_support::terminated() => tracing::info!("received {}, shutting down", signal?),
     }
     // Dropping our handle first lets the shutdown future own the last reference.
     drop(host);
