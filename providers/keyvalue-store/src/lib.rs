@@ -43,7 +43,8 @@ pub struct KeyPage {
 pub struct Capabilities {
     /// Concurrent `increment`s of one key never lose an update (their deltas always add up).
     pub atomic_increment: bool,
-    /// `set_many` and `delete_many` are all-or-nothing and never observed half applied.
+    /// `set_many` and `delete_many` are all-or-nothing and never observed half applied, and
+    /// `get_many` reads one consistent snapshot (so a reader can tell).
     pub atomic_batch: bool,
     /// `list_keys` yields keys in ascending byte order, across pages as well as within one.
     pub sorted_keys: bool,
