@@ -1,0 +1,11 @@
+//! The Redis key-value capability provider, as started by a wasmCloud host.
+
+use keyvalue_redis::RedisStoreFactory;
+
+/// Name of the provider in logs and traces.
+const PROVIDER_NAME: &str = "keyvalue-redis-provider";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    keyvalue_adapter::run(RedisStoreFactory::new(), PROVIDER_NAME).await
+}
