@@ -1,8 +1,27 @@
 //! A minimal blocking HTTP client for tests: every status is a value, never an error, so
 //! tests can assert on 4xx responses as easily as on 200s.
 
+use std::sync::OnceLock;
+use std::time::Duration;
+
 use anyhow::{Context, Result};
 use serde_json::Value;
+
+/// No request may hang a test: the host's HTTP server has been seen to leave a request
+/// unanswered right after a deployment, so every call fails after this long and callers
+/// that poll simply try again.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn agent() -> &'static ureq::Agent {
+    static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
+    AGENT.get_or_init(|| {
+        ureq::AgentBuilder::new()
+            .timeout_connect(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+    })
+}
 
 #[derive(Debug)]
 pub struct Response {
@@ -33,7 +52,7 @@ fn finish(result: Result<ureq::Response, ureq::Error>) -> Result<Response> {
 }
 
 pub fn get(url: &str) -> Result<Response> {
-    finish(ureq::get(url).call())
+    finish(agent().get(url).call())
 }
 
 pub fn post(url: &str, content_type: &str, body: &[u8]) -> Result<Response> {
@@ -45,5 +64,5 @@ pub fn post(url: &str, content_type: &str, body: &[u8]) -> Result<Response> {
 }
 
 pub fn request(method: &str, url: &str) -> Result<Response> {
-    finish(ureq::request(method, url).call())
+    finish(agent().request(method, url).call())
 }
