@@ -61,19 +61,24 @@ pub fn record_reading(
             source,
         })?;
 
-    let count_key = reading_count_key(&device);
-    let count = store
-        .increment(&count_key, 1)
-        .map_err(|source| ApiError::Store {
-            operation: StoreOperation::Increment { key: count_key },
-            source,
-        })?;
+    let count = add_to_count(store, &device, 1)?;
 
     Ok(DeviceSummary {
         device,
         count,
         latest: reading,
     })
+}
+
+/// Adds `delta` to the device's reading count and returns the new count.
+fn add_to_count(store: &impl KeyValue, device: &DeviceId, delta: u64) -> Result<u64, ApiError> {
+    let key = reading_count_key(device);
+    store
+        .increment(&key, delta)
+        .map_err(|source| ApiError::Store {
+            operation: StoreOperation::Increment { key },
+            source,
+        })
 }
 
 /// Reports a device's reading count and latest reading, or
@@ -97,13 +102,7 @@ pub fn device_summary(store: &impl KeyValue, device: DeviceId) -> Result<DeviceS
     // Adding zero is the one read of a counter whose meaning the interface
     // defines; a plain `get` would return the bytes in whatever encoding the
     // provider behind `wasi:keyvalue/atomics` chose.
-    let count_key = reading_count_key(&device);
-    let count = store
-        .increment(&count_key, 0)
-        .map_err(|source| ApiError::Store {
-            operation: StoreOperation::Increment { key: count_key },
-            source,
-        })?;
+    let count = add_to_count(store, &device, 0)?;
 
     Ok(DeviceSummary {
         device,

@@ -10,8 +10,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use async_trait::async_trait;
 use keyvalue_store::semantics::{apply_increment, encode_counter, page_by_offset};
 use keyvalue_store::{
-    Bytes, Capabilities, KeyPage, Store, StoreConfig, StoreError, StoreFactory, StoreResult,
-    MAX_PAGE_SIZE,
+    Bytes, Capabilities, KeyPage, Store, StoreConfig, StoreFactory, StoreResult, MAX_PAGE_SIZE,
 };
 
 /// Name of this backend in logs and error messages.
@@ -61,16 +60,8 @@ impl MemoryStore {
         self.buckets.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn check_size(&self, bucket: &str, key: &str, value: &Bytes) -> StoreResult<()> {
-        if value.len() > self.max_value_size {
-            return Err(StoreError::TooLarge {
-                bucket: bucket.to_owned(),
-                key: key.to_owned(),
-                size: value.len(),
-                max: self.max_value_size,
-            });
-        }
-        Ok(())
+    fn check_size(&self, bucket: &str, key: &str, value: &[u8]) -> StoreResult<()> {
+        keyvalue_store::semantics::check_value_size(bucket, key, value, self.max_value_size)
     }
 }
 

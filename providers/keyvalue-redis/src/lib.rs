@@ -148,15 +148,7 @@ impl RedisStore {
     }
 
     fn check_size(&self, bucket: &str, key: &str, value: &[u8]) -> StoreResult<()> {
-        if value.len() > self.max_value_size {
-            return Err(StoreError::TooLarge {
-                bucket: bucket.to_owned(),
-                key: key.to_owned(),
-                size: value.len(),
-                max: self.max_value_size,
-            });
-        }
-        Ok(())
+        keyvalue_store::semantics::check_value_size(bucket, key, value, self.max_value_size)
     }
 
     /// Runs `cmd`, mapping a failure to a backend error for `op`.

@@ -16,6 +16,25 @@ const VALUE_PREVIEW_CHARS: usize = 32;
 
 /// The page size actually used for a requested `limit`: at least 1 (a page of nothing would
 /// let a cursor walk never advance) and at most [`MAX_PAGE_SIZE`].
+/// The value-size rule every backend applies before writing: a value over `max` bytes is
+/// refused with [`StoreError::TooLarge`], so a batch can be checked whole before any write.
+pub fn check_value_size(
+    bucket: &str,
+    key: &str,
+    value: &[u8],
+    max: usize,
+) -> Result<(), StoreError> {
+    if value.len() > max {
+        return Err(StoreError::TooLarge {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            size: value.len(),
+            max,
+        });
+    }
+    Ok(())
+}
+
 pub fn clamp_page_limit(limit: usize) -> usize {
     limit.clamp(1, MAX_PAGE_SIZE)
 }
