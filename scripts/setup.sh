@@ -15,13 +15,17 @@ source "$here/versions.sh"
 repo="$(cd "$here/.." && pwd)"
 
 step=0
-total=6
+total=7
 say() { printf '==> [%d/%d] %s\n' "$step" "$total" "$*"; }
 next() { step=$((step + 1)); say "$*"; }
 ok() { printf '    ok: %s\n' "$*"; }
 run() { printf '    $ %s\n' "$*"; "$@"; }
 
 mkdir -p "$WASH_DOWNLOADS_DIR"
+
+next "patched crates (third_party/; both cargo workspaces depend on them)"
+"$here/patch-crates.sh"
+ok "wrpc-transport-nats 0.29.0 with the demultiplexer race fix"
 
 next "Rust target wasm32-wasip2"
 if rustup target list --installed | grep -qx wasm32-wasip2; then
@@ -88,7 +92,8 @@ wadm_bin="$WASH_DOWNLOADS_DIR/wadm"
 stamp="$WASH_DOWNLOADS_DIR/.neongrid-launchers"
 # The stamp ties the installed binaries to the exact launcher sources and lock file, so an
 # edit under tools/ rebuilds them while an unchanged clone skips a ~9 minute build.
-want_stamp="$(cd "$repo/tools" && cat rust-toolchain.toml Cargo.toml Cargo.lock ./*/Cargo.toml ./*/src/*.rs | sha256sum | cut -d' ' -f1)"
+want_stamp="$(cd "$repo/tools" && cat rust-toolchain.toml Cargo.toml Cargo.lock ./*/Cargo.toml ./*/src/*.rs \
+    ../scripts/patch-crates.sh | sha256sum | cut -d' ' -f1)"
 if [[ -x "$host_bin" && -x "$wadm_bin" && "$(cat "$stamp" 2>/dev/null)" == "$want_stamp" ]] \
     && [[ "$(version_of "$wadm_bin" --version)" == "wadm $WADM_VERSION" ]] \
     && [[ "$(version_of "$host_bin" --version)" == "wasmcloud_host $HOST_VERSION" ]]; then

@@ -34,14 +34,7 @@ cargo clippy --quiet --workspace --all-targets -- -D warnings
 echo "==> cargo test (unit and conformance)"
 cargo test --workspace --exclude neongrid-e2e
 echo "==> cargo test (end-to-end, real lattices)"
-# Known issue: about one run in five, a request to a freshly deployed app never gets an
-# answer from the host (cause not yet found; see the README). A hang must not eat CI's
-# time, so the e2e tests run under a deadline; a run that fails or hangs is retried once
-# after sweeping its processes, and a second failure fails the build.
-run_e2e() { timeout 600 cargo test -p neongrid-e2e; }
-if ! run_e2e; then
-    echo "==> end-to-end run failed or hung; sweeping its lattice and retrying once"
-    sweep_e2e_processes
-    run_e2e
-fi
+# Every request in the e2e tests has its own timeout; the deadline is the backstop, so a
+# process that hangs fails the build in minutes instead of eating CI's time.
+timeout 900 cargo test -p neongrid-e2e
 echo "==> all tests passed in $((SECONDS - t0))s"

@@ -7,9 +7,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-/// No request may hang a test: the host's HTTP server has been seen to leave a request
-/// unanswered right after a deployment, so every call fails after this long and callers
-/// that poll simply try again.
+/// No request may hang a test: a lost reply somewhere in the lattice (see
+/// third_party/README.md for one that was) must fail the test with the lattice's logs,
+/// and callers that poll simply try again.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -52,17 +52,21 @@ fn finish(result: Result<ureq::Response, ureq::Error>) -> Result<Response> {
 }
 
 pub fn get(url: &str) -> Result<Response> {
+    crate::trace(&format!("GET {url}"));
     finish(agent().get(url).call())
 }
 
 pub fn post(url: &str, content_type: &str, body: &[u8]) -> Result<Response> {
+    crate::trace(&format!("POST {url} ({} bytes)", body.len()));
     finish(
-        ureq::post(url)
+        agent()
+            .post(url)
             .set("content-type", content_type)
             .send_bytes(body),
     )
 }
 
 pub fn request(method: &str, url: &str) -> Result<Response> {
+    crate::trace(&format!("{method} {url}"));
     finish(agent().request(method, url).call())
 }

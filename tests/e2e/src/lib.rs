@@ -65,6 +65,13 @@ pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Prints a timestamped progress line, so a slow or stuck test shows where it is.
+pub fn trace(what: &str) {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let t = START.get_or_init(Instant::now).elapsed();
+    eprintln!("[{:>7.2}s] {what}", t.as_secs_f64());
+}
+
 /// Polls `check` until it returns `Some`, or fails with the last error after `timeout`.
 pub fn wait_for<T>(
     what: &str,
@@ -212,10 +219,12 @@ impl Lattice {
         )
         .map_err(|e| anyhow!("{e:#}\n{}", lattice.logs()))?;
         // Surface the port for humans reading test output.
-        eprintln!(
-            "lattice {} up on nats://127.0.0.1:{}",
-            lattice.name, lattice.nats_port
-        );
+        trace(&format!(
+            "lattice {} up on nats://127.0.0.1:{} in {}",
+            lattice.name,
+            lattice.nats_port,
+            lattice.dir().display()
+        ));
         Ok(lattice)
     }
 
@@ -239,6 +248,7 @@ impl Lattice {
     }
 
     pub fn wash_output(&self, args: &[&str]) -> Result<Output> {
+        trace(&format!("wash {}", args.join(" ")));
         Command::new("wash")
             .args(args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
