@@ -12,10 +12,10 @@ repo="$(cd "$here/.." && pwd)"
 source "$here/versions.sh"
 cd "$repo"
 
-# Everything under components/ that is a cdylib is a deployable component; the rest
-# (domain crates) is plain Rust that the components link.
-COMPONENTS=(api)
-PROVIDERS=(keyvalue-memory)
+# Every cdylib under components/ (and the test component under tests/) is a deployable
+# component; the rest (domain crates) is plain Rust that the components link.
+COMPONENTS=(api kv-conformance-component)
+PROVIDERS=(keyvalue-memory keyvalue-redis keyvalue-postgres)
 
 out="$repo/build"
 mkdir -p "$out"

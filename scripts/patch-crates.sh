@@ -1,71 +1,80 @@
 #!/usr/bin/env bash
-# Materialises the one crates.io crate neongrid builds with a fix applied:
-#   wrpc-transport-nats 0.29.0, patched into third_party/wrpc-transport-nats-0.29.0
-# Both cargo workspaces (the root one and tools/) point `[patch.crates-io]` at that
-# directory, so this must run before any cargo command; scripts/setup.sh runs it first.
-# Why the fix is needed, and why it is not an upgrade: third_party/README.md.
+# Materialises the crates.io crates neongrid builds with a fix applied, into
+# third_party/<crate>-<version>:
+#   wrpc-transport-nats 0.29.0  host and providers: replies lost to a race (calls hung)
+#   wasmcloud-runtime 0.12.0    host: key-value errors trapped the component
+# The cargo workspaces point `[patch.crates-io]` at those directories, so this must run
+# before any cargo command; scripts/setup.sh runs it first. Why each fix is needed, and why
+# it is not an upgrade: third_party/README.md.
 #
-# Idempotent: an up-to-date copy is left alone. The crate comes from crates.io (through
+# Idempotent: an up-to-date copy is left alone. Each crate comes from crates.io (through
 # cargo, so a registry mirror configured for cargo is honoured) and must match the
 # checksum the lock files pinned before the patch.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
-
-CRATE=wrpc-transport-nats
-VERSION=0.29.0
-SHA256=19310c1e0d7f2b8cc25bc700d3c4ab6b58c97cfe70fa490013a6a2d18de8a0a8
-# Bump when the edit below changes, so existing copies are redone.
-PATCH_ID="biased-demux-1"
-
-dest="$repo/third_party/$CRATE-$VERSION"
-stamp="$dest/.neongrid-patch"
-if [[ -f "$stamp" && "$(cat "$stamp")" == "$PATCH_ID $SHA256" ]]; then
-    exit 0
-fi
-
 cargo_home="${CARGO_HOME:-$HOME/.cargo}"
-find_crate() { ls "$cargo_home"/registry/cache/*/"$CRATE-$VERSION.crate" 2>/dev/null | head -n1; }
-archive="$(find_crate)"
-if [[ -z "$archive" ]]; then
-    # A throwaway package that depends on exactly this version makes cargo download it
-    # into its cache. It must not sit inside our workspaces, whose [patch] would apply.
-    scratch="$(mktemp -d)"
-    trap 'rm -rf "$scratch"' EXIT
-    mkdir -p "$scratch/src"
-    touch "$scratch/src/lib.rs"
-    cat >"$scratch/Cargo.toml" <<TOML
-[package]
-name = "fetch-$CRATE"
-version = "0.0.0"
-edition = "2021"
-[dependencies]
-$CRATE = { version = "=$VERSION", default-features = false }
-TOML
-    (cd "$scratch" && cargo fetch --quiet)
-    archive="$(find_crate)"
-fi
-if [[ -z "$archive" ]]; then
-    echo "error: could not obtain $CRATE $VERSION from crates.io" >&2
-    exit 1
-fi
-actual="$(sha256sum "$archive" | cut -d' ' -f1)"
-if [[ "$actual" != "$SHA256" ]]; then
-    echo "error: $archive has sha256 $actual, expected $SHA256" >&2
-    exit 1
-fi
 
-rm -rf "$dest"
-mkdir -p "$repo/third_party"
-tar -xzf "$archive" -C "$repo/third_party"
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
 
-# The fix: the transport's single demultiplexing task must apply queued subscribe
-# commands before it routes incoming messages. Unbiased, `select!` sometimes routes a
-# reply first, finds no subscriber, drops it, and the wRPC call waits forever.
-python3 - "$dest/src/lib.rs" <<'PY'
+find_crate() { ls "$cargo_home"/registry/cache/*/"$1-$2.crate" 2>/dev/null | head -n1; }
+
+# fetch_crate NAME VERSION: the path of the .crate archive in cargo's cache.
+fetch_crate() {
+    local name="$1" version="$2" archive
+    archive="$(find_crate "$name" "$version")"
+    if [[ -z "$archive" ]]; then
+        # A throwaway package that depends on exactly this version makes cargo download
+        # it. It must not sit inside our workspaces, whose [patch] would apply to it.
+        local pkg="$scratch/fetch-$name"
+        mkdir -p "$pkg/src"
+        touch "$pkg/src/lib.rs"
+        printf '[package]\nname = "fetch-%s"\nversion = "0.0.0"\nedition = "2021"\n[dependencies]\n%s = { version = "=%s", default-features = false }\n' \
+            "$name" "$name" "$version" >"$pkg/Cargo.toml"
+        (cd "$pkg" && cargo fetch --quiet)
+        archive="$(find_crate "$name" "$version")"
+    fi
+    if [[ -z "$archive" ]]; then
+        echo "error: could not obtain $name $version from crates.io" >&2
+        return 1
+    fi
+    echo "$archive"
+}
+
+# patch_crate NAME VERSION SHA256 PATCH_ID EDIT: unpacks the crate and runs the Python
+# program EDIT with the crate directory as its argument. PATCH_ID names the edit; change
+# it whenever EDIT changes, so existing copies are redone.
+patch_crate() {
+    local name="$1" version="$2" sha="$3" id="$4" edit="$5"
+    local dest="$repo/third_party/$name-$version"
+    local stamp="$dest/.neongrid-patch"
+    if [[ -f "$stamp" && "$(cat "$stamp")" == "$id $sha" ]]; then
+        return 0
+    fi
+    local archive actual
+    archive="$(fetch_crate "$name" "$version")"
+    actual="$(sha256sum "$archive" | cut -d' ' -f1)"
+    if [[ "$actual" != "$sha" ]]; then
+        echo "error: $archive has sha256 $actual, expected $sha" >&2
+        return 1
+    fi
+    rm -rf "$dest"
+    mkdir -p "$repo/third_party"
+    tar -xzf "$archive" -C "$repo/third_party"
+    python3 -c "$edit" "$dest"
+    echo "$id $sha" >"$stamp"
+    echo "    patched $name $version into ${dest#"$repo/"}"
+}
+
+# The transport's single demultiplexing task must apply queued subscribe commands before
+# it routes incoming messages. Unbiased, `select!` sometimes routes a reply first, finds
+# no subscriber, drops it, and the wRPC call waits forever.
+patch_crate wrpc-transport-nats 0.29.0 \
+    19310c1e0d7f2b8cc25bc700d3c4ab6b58c97cfe70fa490013a6a2d18de8a0a8 biased-demux-1 '
 import sys
-path = sys.argv[1]
+path = sys.argv[1] + "/src/lib.rs"
 src = open(path).read()
 msg = "Some(msg) = sub.next() => handle_message(&mut subs, msg).await,"
 cmd = "Some(cmd) = cmd_rx.recv() => handle_command(&mut subs, cmd),"
@@ -73,8 +82,21 @@ indent = " " * 24
 old = f"{indent}{msg}\n{indent}{cmd}\n"
 new = f"{indent}biased;\n{indent}{cmd}\n{indent}{msg}\n"
 if src.count(old) != 1:
-    sys.exit(f"error: {path}: the demultiplexer's select! is not where the patch expects it")
+    sys.exit(f"error: {path}: the demultiplexer select! is not where the patch expects it")
 open(path, "w").write(src.replace(old, new))
-PY
-echo "$PATCH_ID $SHA256" >"$stamp"
-echo "    patched $CRATE $VERSION into ${dest#"$repo/"}"
+'
+
+# The host returned a provider's key-value error to the component as a value only for
+# `get` and `increment`; for every other operation it trapped the component instead. The
+# interface has an error result for each of them, so hand it over as one.
+patch_crate wasmcloud-runtime 0.12.0 \
+    f09f94956e3725b8fbf7539cec5523f694943ea4b9e88eba6945c6ce047e83b9 keyvalue-errors-1 '
+import sys
+path = sys.argv[1] + "/src/component/keyvalue.rs"
+src = open(path).read()
+old = "Err(err) => Err(err.into()),"
+# set, delete, exists, get-many, set-many, delete-many, list-keys
+if src.count(old) != 7:
+    sys.exit(f"error: {path}: expected 7 trapping error arms, found {src.count(old)}")
+open(path, "w").write(src.replace(old, "Err(err) => Ok(Err(err.into())),"))
+'

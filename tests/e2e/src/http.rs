@@ -56,6 +56,12 @@ pub fn get(url: &str) -> Result<Response> {
     finish(agent().get(url).call())
 }
 
+/// [`get`] that gives up after `timeout` instead of waiting for an answer forever.
+pub fn get_with_timeout(url: &str, timeout: std::time::Duration) -> Result<Response> {
+    let agent = ureq::AgentBuilder::new().timeout(timeout).build();
+    finish(agent.get(url).call())
+}
+
 pub fn post(url: &str, content_type: &str, body: &[u8]) -> Result<Response> {
     crate::trace(&format!("POST {url} ({} bytes)", body.len()));
     finish(

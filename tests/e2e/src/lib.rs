@@ -16,6 +16,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 
 pub mod http;
+pub mod kv;
 pub mod manifest;
 
 /// Every process of a lattice inherits this variable, which is how [`Lattice::processes`]

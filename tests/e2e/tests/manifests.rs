@@ -6,7 +6,7 @@ use anyhow::{ensure, Context, Result};
 use neongrid_e2e::repo_root;
 use serde_json::Value;
 
-const MANIFESTS: &[&str] = &["wadm.dev.yaml"];
+const MANIFESTS: &[&str] = &["wadm.dev.yaml", "tests/e2e/manifests/kv-conformance.yaml"];
 
 #[test]
 fn manifests_pass_wash_app_validate() -> Result<()> {
