@@ -58,38 +58,44 @@ pub const TABLE: &str = "neongrid_kv";
 /// short, so that calls fail promptly while the server is down.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The schema, applied when a store opens.
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+/// The schema, applied when a store opens (public for the same benchmark).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
-// Every statement finds rows through the digest index and then compares the real names, so
-// that even a digest collision could never mix two entries up.
-const GET: &str = "SELECT value FROM neongrid_kv \
-    WHERE bucket_digest = sha256($1) AND key_digest = sha256($2) AND bucket = $1 AND key = $2";
-const SET: &str = "INSERT INTO neongrid_kv (bucket, key, value) VALUES ($1, $2, $3) \
-    ON CONFLICT (bucket_digest, key_digest) DO UPDATE SET value = EXCLUDED.value";
-const DELETE: &str = "DELETE FROM neongrid_kv \
-    WHERE bucket_digest = sha256($1) AND key_digest = sha256($2) AND bucket = $1 AND key = $2";
-const EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM neongrid_kv \
-    WHERE bucket_digest = sha256($1) AND key_digest = sha256($2) AND bucket = $1 AND key = $2)";
-const LIST_KEYS: &str = "SELECT id, key FROM neongrid_kv \
-    WHERE bucket_digest = sha256($1) AND bucket = $1 AND id > $2 ORDER BY id LIMIT $3";
-const INCREMENT: &str = "SELECT applied, stored FROM neongrid_kv_increment($1, $2, $3::numeric)";
-// Batches look each key up through the unique (bucket_digest, key_digest) index, one probe
-// per key (the LATERAL join forces that plan). Filtering the bucket's rows instead costs as
-// much as the bucket is large, dead row versions included: after 18 000 updates of one
-// 100-key bucket, that form took 11.4 ms for a 100-key get-many, this one 1.4 ms.
-const GET_MANY: &str = "SELECT e.key, e.value FROM unnest($2::bytea[]) AS k(key) \
-    CROSS JOIN LATERAL (SELECT key, value FROM neongrid_kv \
-        WHERE bucket_digest = sha256($1) AND key_digest = sha256(k.key) \
-        AND bucket = $1 AND key = k.key) AS e";
-const SET_MANY: &str = "INSERT INTO neongrid_kv (bucket, key, value) \
-    SELECT $1, u.key, u.value FROM unnest($2::bytea[], $3::bytea[]) AS u(key, value) \
-    ON CONFLICT (bucket_digest, key_digest) DO UPDATE SET value = EXCLUDED.value";
-const DELETE_MANY: &str = "DELETE FROM neongrid_kv WHERE id IN (\
-    SELECT e.id FROM unnest($2::bytea[]) AS k(key) \
-    CROSS JOIN LATERAL (SELECT id FROM neongrid_kv \
-        WHERE bucket_digest = sha256($1) AND key_digest = sha256(k.key) \
-        AND bucket = $1 AND key = k.key) AS e)";
+/// The SQL the store runs, public so that a benchmark's direct path can run exactly the
+/// statements the provider does.
+pub mod statements {
+    // Every statement finds rows through the digest index and then compares the real names, so
+    // that even a digest collision could never mix two entries up.
+    pub const GET: &str = "SELECT value FROM neongrid_kv \
+        WHERE bucket_digest = sha256($1) AND key_digest = sha256($2) AND bucket = $1 AND key = $2";
+    pub const SET: &str = "INSERT INTO neongrid_kv (bucket, key, value) VALUES ($1, $2, $3) \
+        ON CONFLICT (bucket_digest, key_digest) DO UPDATE SET value = EXCLUDED.value";
+    pub const DELETE: &str = "DELETE FROM neongrid_kv \
+        WHERE bucket_digest = sha256($1) AND key_digest = sha256($2) AND bucket = $1 AND key = $2";
+    pub const EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM neongrid_kv \
+        WHERE bucket_digest = sha256($1) AND key_digest = sha256($2) AND bucket = $1 AND key = $2)";
+    pub const LIST_KEYS: &str = "SELECT id, key FROM neongrid_kv \
+        WHERE bucket_digest = sha256($1) AND bucket = $1 AND id > $2 ORDER BY id LIMIT $3";
+    pub const INCREMENT: &str =
+        "SELECT applied, stored FROM neongrid_kv_increment($1, $2, $3::numeric)";
+    // Batches look each key up through the unique (bucket_digest, key_digest) index, one probe
+    // per key (the LATERAL join forces that plan). Filtering the bucket's rows instead costs as
+    // much as the bucket is large, dead row versions included: after 18 000 updates of one
+    // 100-key bucket, that form took 11.4 ms for a 100-key get-many, this one 1.4 ms.
+    pub const GET_MANY: &str = "SELECT e.key, e.value FROM unnest($2::bytea[]) AS k(key) \
+        CROSS JOIN LATERAL (SELECT key, value FROM neongrid_kv \
+            WHERE bucket_digest = sha256($1) AND key_digest = sha256(k.key) \
+            AND bucket = $1 AND key = k.key) AS e";
+    pub const SET_MANY: &str = "INSERT INTO neongrid_kv (bucket, key, value) \
+        SELECT $1, u.key, u.value FROM unnest($2::bytea[], $3::bytea[]) AS u(key, value) \
+        ON CONFLICT (bucket_digest, key_digest) DO UPDATE SET value = EXCLUDED.value";
+    pub const DELETE_MANY: &str = "DELETE FROM neongrid_kv WHERE id IN (\
+        SELECT e.id FROM unnest($2::bytea[]) AS k(key) \
+        CROSS JOIN LATERAL (SELECT id FROM neongrid_kv \
+            WHERE bucket_digest = sha256($1) AND key_digest = sha256(k.key) \
+            AND bucket = $1 AND key = k.key) AS e)";
+}
+use statements::*;
 
 /// A backend failure, naming the server (never the password).
 #[derive(Debug, thiserror::Error)]

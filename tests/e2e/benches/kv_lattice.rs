@@ -1,0 +1,968 @@
+//! What the lattice costs a key-value call: get, set, increment and batch-get of 100 keys
+//! against the memory, Redis and Postgres providers, at concurrency 1 and 16, measured in
+//! one run over two paths:
+//!
+//! - **lattice**: the conformance component's `GET /bench` route times each call inside
+//!   the component, so a figure covers wasi:keyvalue, the host, wRPC over NATS, the
+//!   provider and its backend, as a component sees it;
+//! - **direct**: the backend's own Rust client in this process, sending what the provider
+//!   sends (the memory store through the `Store` trait; the provider's Redis commands and
+//!   increment script; the provider's SQL statements).
+//!
+//! Run after `scripts/build.sh`: `cargo bench -p neongrid-e2e --bench kv_lattice`. The
+//! tables go to stdout and to `target/kv-bench.md`. Targets are printed, never asserted.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use keyvalue_store::{Bytes, Store};
+use neongrid_e2e::kv::{self, Backend, Deployed};
+use neongrid_e2e::{build_artifact, http, repo_root, trace, versions, Lattice};
+use redis::aio::ConnectionManager;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::Row;
+use test_servers::{PostgresServer, RedisServer};
+
+/// The higher concurrency, and how many component instances serve it.
+const WORKERS: usize = 16;
+const CONCURRENCY: [usize; 2] = [1, WORKERS];
+/// The component's bench keys are `bench/0`..`bench/99`; the direct path uses the same.
+const KEYS: usize = 100;
+const VALUE: [u8; 64] = [b'x'; 64];
+const COUNTER_KEY: &str = "bench/counter";
+/// Room for a worker's 1200 calls even when 16 workers queue on two cores.
+const BENCH_REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+const TARGET_ADDED_MICROS: f64 = 150.0;
+const TARGET_BATCH_RATIO: f64 = 3.0;
+
+// The direct Postgres path runs the provider's own statements, schema and pool size: rows
+// are found through the unique index on the sha256 digests of bucket and key, so any other
+// SQL would measure something the provider never does.
+use keyvalue_postgres::statements::{
+    GET as PG_GET, GET_MANY as PG_GET_MANY, INCREMENT as PG_INCREMENT, SET as PG_SET,
+    SET_MANY as PG_SET_MANY,
+};
+use keyvalue_postgres::{DEFAULT_POOL_SIZE as PG_POOL_SIZE, MIGRATOR as PG_MIGRATOR};
+
+/// The provider's increment: a Lua script, not INCRBY, because INCRBY stops at i64::MAX
+/// while the shared semantics count to u64::MAX.
+const REDIS_INCREMENT: &str = include_str!("../../../providers/keyvalue-redis/src/increment.lua");
+const REDIS_PREFIX: &str = "neongrid:kv:";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Get,
+    Set,
+    Increment,
+    GetMany,
+}
+
+impl Op {
+    const ALL: [Op; 4] = [Op::Get, Op::Set, Op::Increment, Op::GetMany];
+
+    /// The component's name for the operation (`/bench?op=`).
+    fn query_name(self) -> &'static str {
+        match self {
+            Op::Get => "get",
+            Op::Set => "set",
+            Op::Increment => "increment",
+            Op::GetMany => "get_many",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Op::Get => "get",
+            Op::Set => "set",
+            Op::Increment => "increment",
+            Op::GetMany => "batch-get(100)",
+        }
+    }
+
+    /// Calls per worker: 12000 at concurrency 1 and 16×1200 at 16 for single-key
+    /// operations, a quarter of that for batch-get, which moves 100 values per call; enough
+    /// for a stable p99 while the whole bench stays within about three minutes on two cores.
+    fn calls_per_worker(self, concurrency: usize) -> usize {
+        match (self, concurrency) {
+            (Op::GetMany, 1) => 3000,
+            (Op::GetMany, _) => 300,
+            (_, 1) => 12000,
+            _ => 1200,
+        }
+    }
+
+    /// Discarded calls before measuring: first connections, lazily started component
+    /// instances, pooled connections and caches.
+    fn warmup_calls(self) -> usize {
+        match self {
+            Op::GetMany => 50,
+            _ => 300,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PathKind {
+    Lattice,
+    Direct,
+}
+
+impl PathKind {
+    fn name(self) -> &'static str {
+        match self {
+            PathKind::Lattice => "lattice",
+            PathKind::Direct => "direct",
+        }
+    }
+}
+
+/// Worker `w`'s bucket on one path; every worker has its own, so that concurrent
+/// increments measure the store rather than contention on one counter.
+fn bucket(path: PathKind, worker: usize) -> String {
+    format!("kvbench-{}-{worker}", path.name())
+}
+
+fn key(i: usize) -> String {
+    format!("bench/{}", i % KEYS)
+}
+
+/// Latencies of every call of one batch, and the wall-clock time of the whole batch.
+struct Batch {
+    micros: Vec<f64>,
+    wall: Duration,
+}
+
+#[derive(Clone, Copy)]
+struct Stats {
+    calls: usize,
+    ops_per_sec: f64,
+    p50: f64,
+    p99: f64,
+}
+
+impl Stats {
+    fn of(mut batch: Batch) -> Result<Stats> {
+        ensure!(!batch.micros.is_empty(), "no calls were timed");
+        batch.micros.sort_by(f64::total_cmp);
+        // Nearest rank: the smallest sample with at least q of all samples at or below it.
+        let rank = |q: f64| {
+            let i = (q * batch.micros.len() as f64).ceil() as usize;
+            batch.micros[i.clamp(1, batch.micros.len()) - 1]
+        };
+        Ok(Stats {
+            calls: batch.micros.len(),
+            ops_per_sec: batch.micros.len() as f64 / batch.wall.as_secs_f64(),
+            p50: rank(0.50),
+            p99: rank(0.99),
+        })
+    }
+}
+
+struct Measurement {
+    backend: Backend,
+    op: Op,
+    concurrency: usize,
+    path: PathKind,
+    result: Result<Stats, String>,
+}
+
+#[derive(Default)]
+struct Results {
+    rows: Vec<Measurement>,
+}
+
+impl Results {
+    fn record(
+        &mut self,
+        backend: Backend,
+        op: Op,
+        concurrency: usize,
+        path: PathKind,
+        result: Result<Stats>,
+    ) {
+        let result = result.map_err(|e| format!("{e:#}"));
+        match &result {
+            Ok(s) => println!(
+                "{:<8} {:<15} c={:<2} {:<7} {:>9.0} ops/s  p50 {:>9} µs  p99 {:>9} µs  ({} calls)",
+                backend.name(),
+                op.label(),
+                concurrency,
+                path.name(),
+                s.ops_per_sec,
+                micros(s.p50),
+                micros(s.p99),
+                s.calls
+            ),
+            Err(e) => println!(
+                "{:<8} {:<15} c={:<2} {:<7} FAILED: {e}",
+                backend.name(),
+                op.label(),
+                concurrency,
+                path.name()
+            ),
+        }
+        self.rows.push(Measurement {
+            backend,
+            op,
+            concurrency,
+            path,
+            result,
+        });
+    }
+
+    /// Records the same failure for every measurement of a path that could not start.
+    fn fail_path(&mut self, backend: Backend, path: PathKind, error: &anyhow::Error) {
+        for op in Op::ALL {
+            self.fail_op(backend, op, path, error);
+        }
+    }
+
+    fn fail_op(&mut self, backend: Backend, op: Op, path: PathKind, error: &anyhow::Error) {
+        for c in CONCURRENCY {
+            self.record(backend, op, c, path, Err(anyhow!("{error:#}")));
+        }
+    }
+
+    fn find(&self, backend: Backend, op: Op, c: usize, path: PathKind) -> Option<&Measurement> {
+        self.rows
+            .iter()
+            .find(|r| r.backend == backend && r.op == op && r.concurrency == c && r.path == path)
+    }
+
+    fn stats(&self, backend: Backend, op: Op, c: usize, path: PathKind) -> Option<Stats> {
+        self.find(backend, op, c, path)
+            .and_then(|r| r.result.as_ref().ok().copied())
+    }
+
+    fn failures(&self) -> usize {
+        self.rows.iter().filter(|r| r.result.is_err()).count()
+    }
+}
+
+/// Sub-microsecond figures (the memory store in-process) need decimals; lattice figures
+/// are whole microseconds as the component reports them.
+fn micros(v: f64) -> String {
+    if v < 10.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Lattice path
+
+/// One `/bench` request: `n` calls timed inside the component.
+fn bench_request(deployed: &Deployed, op: &str, n: usize, bucket: &str) -> Result<Vec<f64>> {
+    let url = deployed.url(&format!("/bench?op={op}&n={n}&bucket={bucket}"));
+    let resp = http::get_with_timeout(&url, BENCH_REQUEST_TIMEOUT)
+        .with_context(|| format!("GET {url}"))?;
+    ensure!(
+        resp.status == 200,
+        "GET {url} answered {}: {}",
+        resp.status,
+        resp.body
+    );
+    let body = resp.json()?;
+    if op == "fill" {
+        return Ok(Vec::new());
+    }
+    let micros = body["micros"]
+        .as_array()
+        .with_context(|| format!("GET {url}: no `micros` in {}", resp.body))?;
+    ensure!(
+        micros.len() == n,
+        "GET {url}: {} timings for {n} calls: {}",
+        micros.len(),
+        resp.body
+    );
+    micros
+        .iter()
+        .map(|m| {
+            m.as_u64()
+                .map(|m| m as f64)
+                .with_context(|| format!("GET {url}: timing {m} is not a whole number"))
+        })
+        .collect()
+}
+
+/// `concurrency` workers, each one `/bench` request of `n` calls in its own bucket; the
+/// wall clock runs around all the requests.
+fn lattice_batch(deployed: &Deployed, op: Op, concurrency: usize, n: usize) -> Result<Batch> {
+    let start = Instant::now();
+    let per_worker: Vec<Result<Vec<f64>>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..concurrency)
+            .map(|w| {
+                s.spawn(move || {
+                    bench_request(deployed, op.query_name(), n, &bucket(PathKind::Lattice, w))
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| bail!("a bench worker panicked"))
+            })
+            .collect()
+    });
+    let wall = start.elapsed();
+    let mut micros = Vec::with_capacity(concurrency * n);
+    for worker in per_worker {
+        micros.extend(worker?);
+    }
+    Ok(Batch { micros, wall })
+}
+
+/// `/bench?op=fill` into every lattice worker's bucket.
+fn fill_lattice(deployed: &Deployed) -> Result<()> {
+    (0..WORKERS).try_for_each(|w| {
+        bench_request(deployed, "fill", 0, &bucket(PathKind::Lattice, w)).map(drop)
+    })
+}
+
+/// Warm-up, then `op` at each concurrency.
+fn measure_lattice(deployed: &Deployed, backend: Backend, op: Op, results: &mut Results) {
+    let warmup = lattice_batch(deployed, op, 1, op.warmup_calls())
+        .and_then(|_| lattice_batch(deployed, op, WORKERS, op.warmup_calls() / 10));
+    for c in CONCURRENCY {
+        let result = match &warmup {
+            Err(e) => Err(anyhow!("warm-up: {e:#}")),
+            Ok(_) => lattice_batch(deployed, op, c, op.calls_per_worker(c)).and_then(Stats::of),
+        };
+        results.record(backend, op, c, PathKind::Lattice, result);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Direct path
+
+/// A backend's own client, issuing what the provider issues for each operation.
+#[derive(Clone)]
+enum Direct {
+    Memory(Arc<dyn Store>),
+    Redis {
+        connection: ConnectionManager,
+        increment: Arc<redis::Script>,
+    },
+    Postgres(PgPool),
+}
+
+/// The provider's Redis key for (bucket, key). Bench buckets hold neither `:` nor `%`, the
+/// two characters the provider escapes in bucket names, so no escaping is needed.
+fn redis_key(bucket: &str, key: &str) -> String {
+    format!("{REDIS_PREFIX}{bucket}:{key}")
+}
+
+impl Direct {
+    async fn connect(backend: Backend, url: Option<&str>) -> Result<Direct> {
+        Ok(match backend {
+            Backend::Memory => Direct::Memory(Arc::new(keyvalue_memory::MemoryStore::new())),
+            Backend::Redis => {
+                let url = url.context("no Redis URL")?;
+                let client = redis::Client::open(url).context("opening the Redis client")?;
+                // One multiplexed connection for every worker, as the provider has.
+                let connection = ConnectionManager::new(client)
+                    .await
+                    .context("connecting to Redis")?;
+                Direct::Redis {
+                    connection,
+                    increment: Arc::new(redis::Script::new(REDIS_INCREMENT)),
+                }
+            }
+            Backend::Postgres => {
+                let url = url.context("no Postgres URL")?;
+                // The provider's pool settings, including the liveness check on acquire,
+                // which costs a round trip per call on both paths alike.
+                let pool = PgPoolOptions::new()
+                    .max_connections(PG_POOL_SIZE)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .test_before_acquire(true)
+                    .connect(url)
+                    .await
+                    .context("connecting to Postgres")?;
+                PG_MIGRATOR
+                    .run(&pool)
+                    .await
+                    .context("applying the provider's migrations")?;
+                Direct::Postgres(pool)
+            }
+        })
+    }
+
+    /// Writes `bench/0`..`bench/99` with 64-byte values, as `/bench?op=fill` does.
+    async fn fill(&self, bucket: &str) -> Result<()> {
+        let keys: Vec<String> = (0..KEYS).map(key).collect();
+        match self {
+            Direct::Memory(store) => {
+                let entries = keys
+                    .into_iter()
+                    .map(|k| (k, Bytes::from_static(&VALUE)))
+                    .collect();
+                store.set_many(bucket, entries).await?;
+            }
+            Direct::Redis { connection, .. } => {
+                let mut cmd = redis::cmd("MSET");
+                for k in &keys {
+                    cmd.arg(redis_key(bucket, k)).arg(&VALUE[..]);
+                }
+                cmd.query_async::<()>(&mut connection.clone()).await?;
+            }
+            Direct::Postgres(pool) => {
+                let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+                let values: Vec<&[u8]> = vec![&VALUE[..]; keys.len()];
+                sqlx::query(PG_SET_MANY)
+                    .bind(bucket.as_bytes())
+                    .bind(&keys[..])
+                    .bind(&values[..])
+                    .execute(pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Call number `i` of a worker, mirroring the component's `/bench` loop.
+    async fn call(&self, op: Op, bucket: &str, i: usize) -> Result<()> {
+        match (self, op) {
+            (Direct::Memory(store), Op::Get) => {
+                store
+                    .get(bucket, &key(i))
+                    .await?
+                    .context("get found no value: the bucket was not filled")?;
+            }
+            (Direct::Memory(store), Op::Set) => {
+                store
+                    .set(bucket, &key(i), Bytes::from_static(&VALUE))
+                    .await?
+            }
+            (Direct::Memory(store), Op::Increment) => {
+                store.increment(bucket, COUNTER_KEY, 1).await?;
+            }
+            (Direct::Memory(store), Op::GetMany) => {
+                let got = store.get_many(bucket, (0..KEYS).map(key).collect()).await?;
+                ensure!(
+                    got.iter().all(Option::is_some),
+                    "get_many missed keys: the bucket was not filled"
+                );
+            }
+            (Direct::Redis { connection, .. }, Op::Get) => {
+                let value: Option<Vec<u8>> = redis::cmd("GET")
+                    .arg(redis_key(bucket, &key(i)))
+                    .query_async(&mut connection.clone())
+                    .await?;
+                value.context("GET found no value: the bucket was not filled")?;
+            }
+            (Direct::Redis { connection, .. }, Op::Set) => {
+                redis::cmd("SET")
+                    .arg(redis_key(bucket, &key(i)))
+                    .arg(&VALUE[..])
+                    .query_async::<()>(&mut connection.clone())
+                    .await?;
+            }
+            (
+                Direct::Redis {
+                    connection,
+                    increment,
+                },
+                Op::Increment,
+            ) => {
+                let (applied, value): (i64, Vec<u8>) = increment
+                    .key(redis_key(bucket, COUNTER_KEY))
+                    .arg("1")
+                    .invoke_async(&mut connection.clone())
+                    .await?;
+                ensure!(
+                    applied == 1,
+                    "the increment script refused the stored value {:?}",
+                    String::from_utf8_lossy(&value)
+                );
+            }
+            (Direct::Redis { connection, .. }, Op::GetMany) => {
+                let mut cmd = redis::cmd("MGET");
+                for k in 0..KEYS {
+                    cmd.arg(redis_key(bucket, &key(k)));
+                }
+                let values: Vec<Option<Vec<u8>>> = cmd.query_async(&mut connection.clone()).await?;
+                ensure!(
+                    values.len() == KEYS && values.iter().all(Option::is_some),
+                    "MGET missed keys: the bucket was not filled"
+                );
+            }
+            (Direct::Postgres(pool), Op::Get) => {
+                let value: Option<Vec<u8>> = sqlx::query_scalar(PG_GET)
+                    .bind(bucket.as_bytes())
+                    .bind(key(i).as_bytes())
+                    .fetch_optional(pool)
+                    .await?;
+                value.context("get found no row: the bucket was not filled")?;
+            }
+            (Direct::Postgres(pool), Op::Set) => {
+                sqlx::query(PG_SET)
+                    .bind(bucket.as_bytes())
+                    .bind(key(i).as_bytes())
+                    .bind(&VALUE[..])
+                    .execute(pool)
+                    .await?;
+            }
+            (Direct::Postgres(pool), Op::Increment) => {
+                let row = sqlx::query(PG_INCREMENT)
+                    .bind(bucket.as_bytes())
+                    .bind(COUNTER_KEY.as_bytes())
+                    .bind("1")
+                    .fetch_one(pool)
+                    .await?;
+                let applied: bool = row.try_get(0)?;
+                let stored: Vec<u8> = row.try_get(1)?;
+                ensure!(
+                    applied,
+                    "neongrid_kv_increment refused the stored value {:?}",
+                    String::from_utf8_lossy(&stored)
+                );
+            }
+            (Direct::Postgres(pool), Op::GetMany) => {
+                let keys: Vec<String> = (0..KEYS).map(key).collect();
+                let wanted: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+                let rows = sqlx::query(PG_GET_MANY)
+                    .bind(bucket.as_bytes())
+                    .bind(&wanted[..])
+                    .fetch_all(pool)
+                    .await?;
+                // Decoded like the provider does, so that both paths pay for the values.
+                let mut found = std::collections::HashMap::with_capacity(rows.len());
+                for row in rows {
+                    let k: Vec<u8> = row.try_get(0)?;
+                    let v: Vec<u8> = row.try_get(1)?;
+                    found.insert(k, Bytes::from(v));
+                }
+                ensure!(
+                    wanted.iter().all(|k| found.contains_key(*k)),
+                    "get_many missed keys: the bucket was not filled"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `concurrency` tasks, each `n` calls in its own bucket, each call timed where it is made;
+/// the wall clock runs around all the tasks.
+async fn direct_batch(direct: &Direct, op: Op, concurrency: usize, n: usize) -> Result<Batch> {
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..concurrency {
+        let direct = direct.clone();
+        tasks.spawn(async move {
+            let bucket = bucket(PathKind::Direct, w);
+            let mut micros = Vec::with_capacity(n);
+            for i in 0..n {
+                let t = Instant::now();
+                direct.call(op, &bucket, i).await?;
+                micros.push(t.elapsed().as_secs_f64() * 1e6);
+            }
+            anyhow::Ok(micros)
+        });
+    }
+    let mut micros = Vec::with_capacity(concurrency * n);
+    while let Some(worker) = tasks.join_next().await {
+        micros.extend(worker.context("a bench task panicked")??);
+    }
+    Ok(Batch {
+        micros,
+        wall: start.elapsed(),
+    })
+}
+
+/// Gives the planner statistics for the filled table, so that every run starts from the
+/// same state rather than from wherever autovacuum happens to be: plans chosen without
+/// statistics, or with those of a smaller table, can cost several times more.
+async fn analyze(pool: &PgPool) -> Result<()> {
+    sqlx::query("ANALYZE neongrid_kv")
+        .execute(pool)
+        .await
+        .context("ANALYZE neongrid_kv")?;
+    Ok(())
+}
+
+/// Connects and fills every direct worker's bucket.
+async fn connect_direct(backend: Backend, url: Option<&str>) -> Result<Direct> {
+    let direct = Direct::connect(backend, url).await?;
+    for w in 0..WORKERS {
+        direct
+            .fill(&bucket(PathKind::Direct, w))
+            .await
+            .context("filling the buckets")?;
+    }
+    Ok(direct)
+}
+
+/// Warm-up, then `op` at each concurrency.
+async fn measure_direct(direct: &Direct, backend: Backend, op: Op, results: &mut Results) {
+    let warmup = async {
+        direct_batch(direct, op, 1, op.warmup_calls()).await?;
+        direct_batch(direct, op, WORKERS, op.warmup_calls() / 10).await
+    }
+    .await;
+    for c in CONCURRENCY {
+        let result = match &warmup {
+            Err(e) => Err(anyhow!("warm-up: {e:#}")),
+            Ok(_) => direct_batch(direct, op, c, op.calls_per_worker(c))
+                .await
+                .and_then(Stats::of),
+        };
+        results.record(backend, op, c, PathKind::Direct, result);
+    }
+}
+
+/// One backend, both paths, operation by operation: each operation is measured on both
+/// paths against the same backend state, since the writes of earlier operations change
+/// it (the Postgres table's size, dead rows and statistics, for one).
+fn run_backend(
+    lattice: Result<&Lattice, &anyhow::Error>,
+    backend: Backend,
+    runtime: &tokio::runtime::Runtime,
+    results: &mut Results,
+) {
+    let server = match Server::start(backend) {
+        Ok(server) => server,
+        Err(e) => {
+            results.fail_path(backend, PathKind::Lattice, &e);
+            results.fail_path(backend, PathKind::Direct, &e);
+            return;
+        }
+    };
+    let url = server.url();
+    trace(&format!("{}: connecting the direct path", backend.name()));
+    // Before the deploy: for Postgres this applies the migrations, and the provider then
+    // finds them applied.
+    let direct = runtime
+        .block_on(connect_direct(backend, url.as_deref()))
+        .context("direct path");
+
+    let app = format!("kvbench-{}", backend.name());
+    let mut deploy_attempted = false;
+    let deployed = lattice
+        .map_err(|e| anyhow!("starting the lattice: {e:#}"))
+        .and_then(|lattice| {
+            trace(&format!("{}: deploying the lattice path", backend.name()));
+            deploy_attempted = true;
+            let link: Vec<(&str, String)> = url.iter().map(|u| ("url", u.clone())).collect();
+            let deployed =
+                kv::deploy(lattice, &app, backend, &link, WORKERS as u32).context("deploying")?;
+            fill_lattice(&deployed).context("filling the buckets")?;
+            Ok(deployed)
+        });
+
+    if let Ok(Direct::Postgres(pool)) = &direct {
+        if let Err(e) = runtime.block_on(analyze(pool)) {
+            eprintln!("{e:#}: the Postgres figures depend on autovacuum's timing");
+        }
+    }
+    for op in Op::ALL {
+        match &deployed {
+            Ok(d) => measure_lattice(d, backend, op, results),
+            Err(e) => results.fail_op(backend, op, PathKind::Lattice, e),
+        }
+        match &direct {
+            Ok(d) => runtime.block_on(measure_direct(d, backend, op, results)),
+            Err(e) => results.fail_op(backend, op, PathKind::Direct, e),
+        }
+    }
+
+    if let (Ok(lattice), true) = (lattice, deploy_attempted) {
+        if let Err(e) = kv::undeploy(lattice, &app) {
+            eprintln!("undeploying {app}: {e:#}");
+        }
+    }
+    if let Ok(Direct::Postgres(pool)) = direct {
+        runtime.block_on(pool.close());
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Report
+
+fn machine_context() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let command = |cmd: &str, args: &[&str]| {
+        std::process::Command::new(cmd)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_else(|| "unknown".into())
+    };
+    let date = command("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"]);
+    let kernel = command("uname", &["-sr"]);
+    let host = versions()
+        .ok()
+        .and_then(|v| v.get("HOST_VERSION").cloned())
+        .unwrap_or_else(|| "unknown".into());
+    format!("nproc {cpus} ({model}), {kernel}, wasmCloud host {host}, {date}; release build")
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+fn report(results: &Results, context: &str, total: Duration) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "## Key-value bench: lattice vs direct client\n");
+    let _ = writeln!(
+        md,
+        "Machine: {context}. Whole run: {:.0} s.\n",
+        total.as_secs_f64()
+    );
+    let _ = writeln!(
+        md,
+        "Command: `scripts/build.sh && cargo bench -p neongrid-e2e --bench kv_lattice`. \
+         Latency is per call, timed where the call is made: inside the wasm component for \
+         the lattice path (wasi:keyvalue → host → wRPC over NATS → provider → backend), \
+         around the client call for the direct path. ops/s = total calls / wall-clock time \
+         of the whole concurrent batch (lattice: around the HTTP requests to the component, \
+         one per worker; direct: around the tokio tasks). Each worker has its own bucket; \
+         warm-up calls are discarded. Per backend, each operation runs on the lattice path \
+         and then on the direct path, against the same server (Redis and Postgres: local, \
+         on loopback); Postgres gets `ANALYZE neongrid_kv` once the buckets are filled.\n"
+    );
+
+    let _ = writeln!(md, "### Results\n");
+    let _ = writeln!(
+        md,
+        "| backend | op | c | path | calls | ops/s | p50 µs | p99 µs |"
+    );
+    let _ = writeln!(md, "|---|---|--:|---|--:|--:|--:|--:|");
+    // Grouped by backend and path, whatever order the measurements ran in.
+    let ordered = Backend::ALL.into_iter().flat_map(|backend| {
+        [PathKind::Lattice, PathKind::Direct]
+            .into_iter()
+            .flat_map(move |path| {
+                Op::ALL.into_iter().flat_map(move |op| {
+                    CONCURRENCY
+                        .into_iter()
+                        .filter_map(move |c| results.find(backend, op, c, path))
+                })
+            })
+    });
+    for r in ordered {
+        match &r.result {
+            Ok(s) => {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {} | {:.0} | {} | {} |",
+                    r.backend.name(),
+                    r.op.label(),
+                    r.concurrency,
+                    r.path.name(),
+                    s.calls,
+                    s.ops_per_sec,
+                    micros(s.p50),
+                    micros(s.p99)
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | failed: {} | | | |",
+                    r.backend.name(),
+                    r.op.label(),
+                    r.concurrency,
+                    r.path.name(),
+                    e.replace('|', "\\|").replace('\n', " ")
+                );
+            }
+        }
+    }
+
+    let _ = writeln!(
+        md,
+        "\n### What the lattice adds (target: lattice adds ≤{TARGET_ADDED_MICROS:.0} µs at p50)\n"
+    );
+    let _ = writeln!(
+        md,
+        "| backend | op | c | lattice p50 µs | direct p50 µs | added µs | lattice/direct | ≤{TARGET_ADDED_MICROS:.0} µs |"
+    );
+    let _ = writeln!(md, "|---|---|--:|--:|--:|--:|--:|---|");
+    for backend in Backend::ALL {
+        for op in Op::ALL {
+            for c in CONCURRENCY {
+                let lattice = results.stats(backend, op, c, PathKind::Lattice);
+                let direct = results.stats(backend, op, c, PathKind::Direct);
+                let (l, d) = match (lattice, direct) {
+                    (Some(l), Some(d)) => (l.p50, d.p50),
+                    _ => {
+                        let _ = writeln!(
+                            md,
+                            "| {} | {} | {c} | n/a | n/a | n/a | n/a | a path failed |",
+                            backend.name(),
+                            op.label()
+                        );
+                        continue;
+                    }
+                };
+                let added = l - d;
+                let ratio = match l / d {
+                    r if !r.is_finite() => "∞".to_string(),
+                    r if r >= 100.0 => format!("{r:.0}×"),
+                    r => format!("{r:.1}×"),
+                };
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {c} | {} | {} | {added:.0} | {ratio} | {} |",
+                    backend.name(),
+                    op.label(),
+                    micros(l),
+                    micros(d),
+                    verdict(added <= TARGET_ADDED_MICROS)
+                );
+            }
+        }
+    }
+
+    let _ = writeln!(
+        md,
+        "\n### Batch-get of 100 keys vs one get (target: batch-get of 100 ≤ {TARGET_BATCH_RATIO:.0}× single get)\n"
+    );
+    let _ = writeln!(
+        md,
+        "| backend | path | c | get p50 µs | batch-get(100) p50 µs | ratio | ≤{TARGET_BATCH_RATIO:.0}× |"
+    );
+    let _ = writeln!(md, "|---|---|--:|--:|--:|--:|---|");
+    for backend in Backend::ALL {
+        for path in [PathKind::Lattice, PathKind::Direct] {
+            for c in CONCURRENCY {
+                let get = results.stats(backend, Op::Get, c, path);
+                let many = results.stats(backend, Op::GetMany, c, path);
+                match (get, many) {
+                    (Some(g), Some(m)) if g.p50 > 0.0 => {
+                        let ratio = m.p50 / g.p50;
+                        let _ = writeln!(
+                            md,
+                            "| {} | {} | {c} | {} | {} | {ratio:.1}× | {} |",
+                            backend.name(),
+                            path.name(),
+                            micros(g.p50),
+                            micros(m.p50),
+                            verdict(ratio <= TARGET_BATCH_RATIO)
+                        );
+                    }
+                    _ => {
+                        let _ = writeln!(
+                            md,
+                            "| {} | {} | {c} | n/a | n/a | n/a | a measurement failed |",
+                            backend.name(),
+                            path.name()
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let failures = results.failures();
+    if failures > 0 {
+        let _ = writeln!(
+            md,
+            "\n{failures} measurement(s) failed; the errors are in the results table."
+        );
+    }
+    md
+}
+
+// ---------------------------------------------------------------------------------------
+
+/// The backend's server, which lives as long as both paths use it.
+enum Server {
+    InProcess,
+    Redis(RedisServer),
+    Postgres(PostgresServer),
+}
+
+impl Server {
+    fn start(backend: Backend) -> Result<Server> {
+        Ok(match backend {
+            Backend::Memory => Server::InProcess,
+            Backend::Redis => Server::Redis(RedisServer::start().context("starting redis-server")?),
+            Backend::Postgres => {
+                Server::Postgres(PostgresServer::start().context("starting Postgres")?)
+            }
+        })
+    }
+
+    fn url(&self) -> Option<String> {
+        match self {
+            Server::InProcess => None,
+            Server::Redis(s) => Some(s.url()),
+            Server::Postgres(s) => Some(s.url()),
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    // `cargo test --all-targets` runs bench binaries without `--bench`; starting a lattice
+    // for minutes there would only slow the tests down.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("kv_lattice: run with `cargo bench -p neongrid-e2e --bench kv_lattice`");
+        return Ok(());
+    }
+    let started = Instant::now();
+    build_artifact(kv::COMPONENT)?;
+    for backend in Backend::ALL {
+        build_artifact(&backend.archive())?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let context = machine_context();
+    println!("kv_lattice bench on {context}");
+    println!(
+        "ops/s = total calls / wall-clock time of the whole concurrent batch \
+         (lattice: measured around the HTTP requests, one per worker)"
+    );
+
+    let mut results = Results::default();
+    let mut lattice = Lattice::up();
+    if let Err(e) = &lattice {
+        eprintln!("starting the lattice: {e:#}");
+    }
+    for backend in Backend::ALL {
+        run_backend(lattice.as_ref(), backend, &runtime, &mut results);
+    }
+    if let Ok(lattice) = &mut lattice {
+        match lattice.down() {
+            Ok(leaked) if !leaked.is_empty() => {
+                eprintln!("processes outlived `wash down` and were killed: {leaked:?}")
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("stopping the lattice: {e:#}"),
+        }
+    }
+
+    let md = report(&results, &context, started.elapsed());
+    println!("\n{md}");
+    let path = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
+        .join("kv-bench.md");
+    std::fs::write(&path, &md).with_context(|| format!("writing {}", path.display()))?;
+    println!("written to {}", path.display());
+    let failures = results.failures();
+    ensure!(failures == 0, "{failures} measurement(s) failed; see above");
+    Ok(())
+}
