@@ -207,8 +207,7 @@ fn survives_backend_restart(
     lattice: &Lattice,
     d: &Deployed,
     backend: Backend,
-    stop: impl FnOnce() -> Result<()>,
-    start: impl FnOnce() -> Result<()>,
+    server: &mut dyn BackendServer,
 ) -> Result<()> {
     let probe = "/probe?bucket=kvc-restart";
     let r = get(d, probe)?;
@@ -227,7 +226,7 @@ fn survives_backend_restart(
         lattice.processes()
     );
 
-    stop()?;
+    server.stop()?;
     trace(&format!("{} stopped", backend.name()));
     let r = get(d, probe)?;
     trace(&format!("while down: {} {}", r.status, r.body));
@@ -244,7 +243,7 @@ fn survives_backend_restart(
         r.body
     );
 
-    start()?;
+    server.start_again()?;
     trace(&format!("{} started again", backend.name()));
     let r = wait_for(
         &format!("calls to succeed after {} came back", backend.name()),
@@ -267,6 +266,64 @@ fn survives_backend_restart(
     Ok(())
 }
 
+/// A real backend server the test can stop and start again under a running provider.
+trait BackendServer {
+    fn url(&self) -> String;
+    fn stop(&mut self) -> Result<()>;
+    fn start_again(&mut self) -> Result<()>;
+}
+
+impl BackendServer for RedisServer {
+    fn url(&self) -> String {
+        RedisServer::url(self)
+    }
+    fn stop(&mut self) -> Result<()> {
+        Ok(RedisServer::stop(self)?)
+    }
+    fn start_again(&mut self) -> Result<()> {
+        Ok(RedisServer::start_again(self)?)
+    }
+}
+
+impl BackendServer for PostgresServer {
+    fn url(&self) -> String {
+        PostgresServer::url(self)
+    }
+    fn stop(&mut self) -> Result<()> {
+        Ok(PostgresServer::stop(self)?)
+    }
+    fn start_again(&mut self) -> Result<()> {
+        Ok(PostgresServer::start_again(self)?)
+    }
+}
+
+/// Deploys the component against `backend` (linked to `server`, if it has one), runs every
+/// check through the lattice, and undeploys it.
+fn exercise(
+    lattice: &Lattice,
+    backend: Backend,
+    server: Option<&mut dyn BackendServer>,
+) -> Result<()> {
+    let link: Vec<(&str, String)> = server
+        .as_ref()
+        .map(|s| vec![("url", s.url())])
+        .unwrap_or_default();
+    let app = format!("kvc-{}", backend.name());
+    let d = kv::deploy(lattice, &app, backend, &link, 16)?;
+    let body = run_cases(lattice, &d, server.is_some())?;
+    concurrent_callers(&d, backend)?;
+    value_size_limit(&d, backend)?;
+    if let Some(server) = server {
+        match backend {
+            Backend::Redis => check_redis_layout(&server.url(), &body)?,
+            Backend::Postgres => check_postgres_layout(&server.url(), &body)?,
+            Backend::Memory => {}
+        }
+        survives_backend_restart(lattice, &d, backend, server)?;
+    }
+    kv::undeploy(lattice, &d.app)
+}
+
 #[test]
 fn one_component_binary_passes_on_memory_redis_and_postgres_through_the_lattice() -> Result<()> {
     let component = build_artifact(COMPONENT)?;
@@ -284,54 +341,16 @@ fn one_component_binary_passes_on_memory_redis_and_postgres_through_the_lattice(
 
     let mut lattice = Lattice::up()?;
 
-    // 1. Memory.
-    let d = kv::deploy(&lattice, "kvc-memory", Backend::Memory, &[], 16)?;
-    run_cases(&lattice, &d, false)?;
-    concurrent_callers(&d, Backend::Memory)?;
-    value_size_limit(&d, Backend::Memory)?;
-    kv::undeploy(&lattice, &d.app)?;
+    // The same binary each time; only the provider and its link config change.
+    exercise(&lattice, Backend::Memory, None)?;
     same_binary()?;
-
-    // 2. Redis: the same binary, only the provider and its link config change.
-    let mut redis = RedisServer::start()?;
-    let link = [("url", redis.url())];
-    let d = kv::deploy(&lattice, "kvc-redis", Backend::Redis, &link, 16)?;
-    let body = run_cases(&lattice, &d, true)?;
-    concurrent_callers(&d, Backend::Redis)?;
-    value_size_limit(&d, Backend::Redis)?;
-    check_redis_layout(&redis.url(), &body)?;
-    {
-        let server = std::cell::RefCell::new(&mut redis);
-        survives_backend_restart(
-            &lattice,
-            &d,
-            Backend::Redis,
-            || Ok(server.borrow_mut().stop()?),
-            || Ok(server.borrow_mut().start_again()?),
-        )?;
-    }
-    kv::undeploy(&lattice, &d.app)?;
+    exercise(&lattice, Backend::Redis, Some(&mut RedisServer::start()?))?;
     same_binary()?;
-
-    // 3. Postgres.
-    let mut postgres = PostgresServer::start()?;
-    let link = [("url", postgres.url())];
-    let d = kv::deploy(&lattice, "kvc-postgres", Backend::Postgres, &link, 16)?;
-    let body = run_cases(&lattice, &d, true)?;
-    concurrent_callers(&d, Backend::Postgres)?;
-    value_size_limit(&d, Backend::Postgres)?;
-    check_postgres_layout(&postgres.url(), &body)?;
-    {
-        let server = std::cell::RefCell::new(&mut postgres);
-        survives_backend_restart(
-            &lattice,
-            &d,
-            Backend::Postgres,
-            || Ok(server.borrow_mut().stop()?),
-            || Ok(server.borrow_mut().start_again()?),
-        )?;
-    }
-    kv::undeploy(&lattice, &d.app)?;
+    exercise(
+        &lattice,
+        Backend::Postgres,
+        Some(&mut PostgresServer::start()?),
+    )?;
     same_binary()?;
 
     let leaked = lattice.down()?;

@@ -213,6 +213,20 @@ fn op<T>(what: &str, result: Result<T, store::Error>) -> Result<T, String> {
     result.map_err(|e| format!("{what}: {}", describe(&e)))
 }
 
+/// `len` deterministic bytes that look random (xorshift), so that a value truncated,
+/// reordered or mixed up with another one never compares equal by accident.
+fn noise(seed: u32, len: usize) -> Vec<u8> {
+    let mut x = seed.max(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
 fn ensure(cond: bool, msg: impl FnOnce() -> String) -> CaseResult {
     if cond {
         Ok(())
@@ -347,16 +361,7 @@ fn binary_values_round_trip(ctx: &Ctx) -> CaseResult {
     let b = open(&ctx.a)?;
     let every_byte: Vec<u8> = (0..=255u8).collect();
     let not_utf8 = vec![0xff, 0xfe, 0x00, 0xc3, 0x28, 0x00];
-    // 64 KiB of deterministic, non-repeating-looking bytes.
-    let mut x: u32 = 0x1234_5678;
-    let noise: Vec<u8> = (0..64 * 1024)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect();
+    let noise = noise(0x1234_5678, 64 * 1024);
     for (k, v) in [
         ("bin/every-byte", &every_byte),
         ("bin/not-utf8", &not_utf8),
@@ -729,15 +734,7 @@ fn value_round_trip(query: &str) -> Result<serde_json::Value, Failure> {
     let size = number(query, "size", 0)? as usize;
     let b = open(&name(query, "bucket", "kvc-values")?)?;
     let key = "value/round-trip";
-    let mut x: u32 = 0x9e37_79b9 ^ size as u32;
-    let value: Vec<u8> = (0..size)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect();
+    let value = noise(0x9e37_79b9 ^ size as u32, size);
     op("set", b.set(key, &value))?;
     let back = op("get", b.get(key))?;
     let same = back.as_deref() == Some(value.as_slice());
