@@ -913,6 +913,44 @@ impl Server {
     }
 }
 
+/// The floor under every lattice call: request/reply round trips through the lattice's own
+/// nats-server, between two connections of this process. A wRPC call needs at least one
+/// such round trip (the host's request, the provider's result) plus a handshake reply.
+async fn nats_round_trips(port: u16, n: usize) -> Result<Batch> {
+    use futures::StreamExt as _;
+    const SUBJECT: &str = "neongrid.bench.echo";
+    let url = format!("nats://127.0.0.1:{port}");
+    let responder = async_nats::connect(&url).await.context("connecting")?;
+    let mut requests = responder.subscribe(SUBJECT).await?;
+    responder.flush().await?;
+    let echo = tokio::spawn(async move {
+        while let Some(msg) = requests.next().await {
+            if let Some(reply) = msg.reply {
+                let _ = responder.publish(reply, msg.payload).await;
+            }
+        }
+    });
+    let client = async_nats::connect(&url).await.context("connecting")?;
+    let warm_up = 200;
+    let mut micros = Vec::with_capacity(n);
+    let started = Instant::now();
+    for i in 0..warm_up + n {
+        let t = Instant::now();
+        client
+            .request(SUBJECT, "x".into())
+            .await
+            .context("NATS request")?;
+        if i >= warm_up {
+            micros.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    echo.abort();
+    Ok(Batch {
+        micros,
+        wall: started.elapsed(),
+    })
+}
+
 fn main() -> Result<()> {
     // `cargo test --all-targets` runs bench binaries without `--bench`; starting a lattice
     // for minutes there would only slow the tests down.
@@ -941,6 +979,12 @@ fn main() -> Result<()> {
     if let Err(e) = &lattice {
         eprintln!("starting the lattice: {e:#}");
     }
+    let nats_rtt = lattice.as_ref().ok().map(|l| {
+        runtime
+            .block_on(nats_round_trips(l.nats_port, 3000))
+            .and_then(Stats::of)
+            .map_err(|e| format!("{e:#}"))
+    });
     for backend in Backend::ALL {
         run_backend(lattice.as_ref(), backend, &runtime, &mut results);
     }
@@ -954,7 +998,29 @@ fn main() -> Result<()> {
         }
     }
 
-    let md = report(&results, &context, started.elapsed());
+    let mut md = report(&results, &context, started.elapsed());
+    let _ = writeln!(
+        md,
+        "\n### Baseline: one NATS request/reply round trip (lattice's nats-server, c=1)\n"
+    );
+    match nats_rtt {
+        Some(Ok(s)) => {
+            let _ = writeln!(
+                md,
+                "{} round trips: p50 {} µs, p99 {} µs. Every lattice call above includes \
+                 at least one, plus the wRPC handshake reply and the host's work.",
+                s.calls,
+                micros(s.p50),
+                micros(s.p99)
+            );
+        }
+        Some(Err(e)) => {
+            let _ = writeln!(md, "failed: {e}");
+        }
+        None => {
+            let _ = writeln!(md, "not measured: the lattice did not start");
+        }
+    }
     println!("\n{md}");
     let path = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
