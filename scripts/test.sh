@@ -15,7 +15,8 @@ sweep_e2e_processes() {
     for env in /proc/[0-9]*/environ; do
         pid="${env#/proc/}"
         pid="${pid%/environ}"
-        if tr '\0' '\n' <"$env" 2>/dev/null | grep -q '^NEONGRID_E2E_LATTICE='; then
+        # Processes come and go while we look; the redirect of one that just exited fails.
+        if { tr '\0' '\n' <"$env"; } 2>/dev/null | grep -q '^NEONGRID_E2E_LATTICE='; then
             kill -9 "$pid" 2>/dev/null || true
         fi
     done
