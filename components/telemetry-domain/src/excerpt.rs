@@ -1,12 +1,13 @@
-//! Bounded quoting of client input inside error messages.
+//! Bounded quoting of client input inside error messages. Public so that every domain
+//! crate of the pipeline quotes input the same way.
 
 /// Longest piece of client input echoed back in an error message. Bodies may be
 /// up to 64 KiB and paths are client-chosen; echoing them whole would let one
 /// request inflate every error response and log line.
-pub(crate) const MAX_EXCERPT_CHARS: usize = 80;
+pub const MAX_EXCERPT_CHARS: usize = 80;
 
 /// Returns `text` cut to [`MAX_EXCERPT_CHARS`] characters, marking the cut with `…`.
-pub(crate) fn excerpt(text: &str) -> String {
+pub fn excerpt(text: &str) -> String {
     match text.char_indices().nth(MAX_EXCERPT_CHARS) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_owned(),
@@ -14,13 +15,26 @@ pub(crate) fn excerpt(text: &str) -> String {
 }
 
 /// Renders `text` as a quoted, escaped string, cut like [`excerpt`].
-pub(crate) fn quoted(text: &str) -> String {
+pub fn quoted(text: &str) -> String {
     format!("{:?}", excerpt(text))
 }
 
 /// Renders a JSON value as compact JSON, cut like [`excerpt`].
-pub(crate) fn json(value: &serde_json::Value) -> String {
+pub fn json(value: &serde_json::Value) -> String {
     excerpt(&value.to_string())
+}
+
+/// What kind of JSON value `value` is, for the "got …" part of a message.
+pub fn kind(value: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ pub mod responses;
 pub mod routes;
 pub mod service;
 
-mod excerpt;
+pub mod excerpt;
 
 pub use body::{read_body, MAX_BODY_BYTES};
 pub use device::{DeviceId, DeviceIdError};

@@ -245,7 +245,7 @@ pub fn parse_reading_body(body: &[u8]) -> Result<Reading, ReadingError> {
         })?;
     let Value::Object(mut fields) = document else {
         return Err(ReadingError::NotAnObject {
-            got: json_kind(&document),
+            got: crate::excerpt::kind(&document),
         });
     };
     if let Some(unknown) = fields
@@ -294,17 +294,6 @@ fn invalid(field: &'static str, expected: &'static str, got: &Value) -> ReadingE
         field,
         expected,
         got: json(got),
-    }
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

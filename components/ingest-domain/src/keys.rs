@@ -1,0 +1,281 @@
+//! Where ingest keeps its data: the key layout of both links, as named
+//! constants and the functions that build every key. The crate docs show the
+//! layout as a table.
+//!
+//! Hot and archive keys never coincide (they end in different segments), so
+//! both links may point at one store and one bucket without clobbering each
+//! other, as they do on a development lattice with a single memory provider.
+
+use telemetry_domain::keys::{reading_count_key, DEVICE_KEY_PREFIX};
+use telemetry_domain::{DeviceId, MetricName};
+
+use crate::reading_id::ReadingId;
+use crate::stats::Micros;
+
+/// The bucket both links open. It is the HTTP API's bucket, so the device count
+/// the API shows includes ingested readings.
+pub const BUCKET: &str = telemetry_domain::keys::BUCKET;
+
+/// The device index: a bucket of its own on the hot link, whose keys are
+/// exactly the device ids.
+///
+/// A bucket of its own because `wasi:keyvalue` `list-keys` has no prefix
+/// filter: `devices/<id>` keys in [`BUCKET`] could only be found by paging
+/// through every key there, `seen/` keys included, which grow with every
+/// reading ever stored. Listing this bucket costs one page per 1000 devices.
+pub const DEVICES_BUCKET: &str = "neongrid-devices";
+
+/// The value of a device-index entry; only the key's presence matters.
+pub const DEVICE_INDEX_MARKER: &[u8] = b"1";
+
+/// The link name of the hot store: latest readings, counters, stats and the
+/// idempotency marks, all small and overwritten or incremented in place.
+pub const HOT_LINK: &str = "hot";
+
+/// The link name of the durable store: every stored reading, by sequence number.
+pub const ARCHIVE_LINK: &str = "archive";
+
+/// Segment before the metric in `device/<id>/latest/<metric>`.
+pub const LATEST_SEGMENT: &str = "latest";
+
+/// Segment before the metric in `device/<id>/stats/<metric>/…`.
+pub const STATS_SEGMENT: &str = "stats";
+
+/// Last segments of the per-metric stats keys.
+pub const STATS_COUNT: &str = "count";
+pub const STATS_SUM_POS: &str = "sum_pos";
+pub const STATS_SUM_NEG: &str = "sum_neg";
+pub const STATS_MIN: &str = "min";
+pub const STATS_MAX: &str = "max";
+
+/// Start of every idempotency mark, `seen/<device>/<reading id>`.
+pub const SEEN_PREFIX: &str = "seen/";
+
+/// Last segment of the archive's sequence counter, `device/<id>/seq`.
+pub const SEQ_SEGMENT: &str = "seq";
+
+/// Segment before the sequence number in `device/<id>/reading/<n>`.
+pub const READING_SEGMENT: &str = "reading";
+
+/// Digits of a sequence number in a reading key: `u64::MAX` has 20, so
+/// zero-padding to 20 makes key order (byte order, as some stores list keys)
+/// the same as sequence order.
+pub const SEQ_DIGITS: usize = 20;
+
+/// Most readings [`history_keys`] asks for at once, so one history query stays
+/// one bounded batch-get.
+pub const MAX_HISTORY_LIMIT: usize = 1000;
+
+/// `device/<id>/count`: readings stored for the device (atomic increment). The
+/// same key the HTTP API counts its posts in.
+pub fn device_count_key(device: &DeviceId) -> String {
+    reading_count_key(device)
+}
+
+/// `device/<id>/latest/<metric>`: the device's latest reading of the metric,
+/// as the JSON of an [`IngestReading`](crate::IngestReading). Last writer wins,
+/// which is not necessarily the newest `ts`.
+pub fn latest_key(device: &DeviceId, metric: &MetricName) -> String {
+    format!("{DEVICE_KEY_PREFIX}{device}/{LATEST_SEGMENT}/{metric}")
+}
+
+/// The keys of one device's statistics of one metric.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsKeys {
+    /// `device/<id>/stats/<metric>/count`: readings (atomic increment).
+    pub count: String,
+    /// `…/sum_pos`: sum of the non-negative values in micro-units (atomic increment).
+    pub sum_pos: String,
+    /// `…/sum_neg`: sum of the magnitudes of the negative values in micro-units (atomic increment).
+    pub sum_neg: String,
+    /// `…/min`: the smallest value as a JSON number (read-compare-write).
+    pub min: String,
+    /// `…/max`: the largest value as a JSON number (read-compare-write).
+    pub max: String,
+}
+
+impl StatsKeys {
+    pub fn new(device: &DeviceId, metric: &MetricName) -> Self {
+        let base = format!("{DEVICE_KEY_PREFIX}{device}/{STATS_SEGMENT}/{metric}/");
+        Self {
+            count: format!("{base}{STATS_COUNT}"),
+            sum_pos: format!("{base}{STATS_SUM_POS}"),
+            sum_neg: format!("{base}{STATS_SUM_NEG}"),
+            min: format!("{base}{STATS_MIN}"),
+            max: format!("{base}{STATS_MAX}"),
+        }
+    }
+
+    /// The sum counter that `micros` is added to.
+    pub fn sum_key(&self, micros: Micros) -> &str {
+        match micros {
+            Micros::NonNegative(_) => &self.sum_pos,
+            Micros::Negative(_) => &self.sum_neg,
+        }
+    }
+}
+
+/// `seen/<device>/<reading id>`: the idempotency mark (atomic increment by 1;
+/// 1 means first delivery). Scoped by device so that ids need only be unique
+/// per device, and one device can't suppress another's readings by reusing
+/// their ids.
+pub fn seen_key(device: &DeviceId, id: &ReadingId) -> String {
+    format!("{SEEN_PREFIX}{device}/{id}")
+}
+
+/// The device's key in [`DEVICES_BUCKET`]: the bare id.
+pub fn device_index_key(device: &DeviceId) -> String {
+    device.as_str().to_owned()
+}
+
+/// `device/<id>/seq` on the archive link: incrementing it by 1 hands out the
+/// next sequence number, starting at 1; incrementing by 0 reads the last one.
+pub fn seq_key(device: &DeviceId) -> String {
+    format!("{DEVICE_KEY_PREFIX}{device}/{SEQ_SEGMENT}")
+}
+
+/// `device/<id>/reading/<seq, 20 digits>` on the archive link: the reading
+/// with that sequence number, as the JSON of an [`IngestReading`](crate::IngestReading).
+pub fn reading_key(device: &DeviceId, seq: u64) -> String {
+    format!(
+        "{DEVICE_KEY_PREFIX}{device}/{READING_SEGMENT}/{seq:0width$}",
+        width = SEQ_DIGITS
+    )
+}
+
+/// The reading keys of the device's last `limit` readings, newest first, given
+/// the last sequence number handed out (`last_seq`, read by incrementing
+/// [`seq_key`] by 0). `limit` is capped at [`MAX_HISTORY_LIMIT`]; fewer keys
+/// come back when the device has fewer readings.
+///
+/// A key may have no value: the sequence number is taken before the reading is
+/// written, so a crash in between, or a write still under way, leaves a gap.
+/// Readers skip missing entries.
+pub fn history_keys(device: &DeviceId, last_seq: u64, limit: usize) -> Vec<String> {
+    let limit = limit.min(MAX_HISTORY_LIMIT);
+    (1..=last_seq)
+        .rev()
+        .take(limit)
+        .map(|seq| reading_key(device, seq))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    fn device(id: &str) -> DeviceId {
+        DeviceId::parse(id).unwrap()
+    }
+
+    fn metric(name: &str) -> MetricName {
+        MetricName::parse(name).unwrap()
+    }
+
+    #[test]
+    fn keys_follow_the_documented_layout() {
+        let d = device("thermo-17");
+        let m = metric("temperature_c");
+        assert_eq!(BUCKET, "neongrid");
+        assert_eq!(device_count_key(&d), "device/thermo-17/count");
+        assert_eq!(latest_key(&d, &m), "device/thermo-17/latest/temperature_c");
+        let stats = StatsKeys::new(&d, &m);
+        assert_eq!(stats.count, "device/thermo-17/stats/temperature_c/count");
+        assert_eq!(
+            stats.sum_pos,
+            "device/thermo-17/stats/temperature_c/sum_pos"
+        );
+        assert_eq!(
+            stats.sum_neg,
+            "device/thermo-17/stats/temperature_c/sum_neg"
+        );
+        assert_eq!(stats.min, "device/thermo-17/stats/temperature_c/min");
+        assert_eq!(stats.max, "device/thermo-17/stats/temperature_c/max");
+        assert_eq!(stats.sum_key(Micros::NonNegative(0)), stats.sum_pos);
+        assert_eq!(stats.sum_key(Micros::Negative(1)), stats.sum_neg);
+        let id = ReadingId::parse("r-1").unwrap();
+        assert_eq!(seen_key(&d, &id), "seen/thermo-17/r-1");
+        assert_eq!(device_index_key(&d), "thermo-17");
+        assert_eq!(seq_key(&d), "device/thermo-17/seq");
+        assert_eq!(
+            reading_key(&d, 42),
+            "device/thermo-17/reading/00000000000000000042"
+        );
+        assert_eq!(
+            reading_key(&d, u64::MAX),
+            "device/thermo-17/reading/18446744073709551615"
+        );
+    }
+
+    #[test]
+    fn reading_keys_sort_in_sequence_order() {
+        let d = device("d");
+        let mut keys: Vec<String> = [1, 9, 10, 99, 100, 12345, u64::MAX]
+            .iter()
+            .map(|&seq| reading_key(&d, seq))
+            .collect();
+        let in_sequence_order = keys.clone();
+        keys.sort();
+        assert_eq!(keys, in_sequence_order);
+    }
+
+    #[test]
+    fn history_is_newest_first_and_bounded() {
+        let d = device("d");
+        assert_eq!(
+            history_keys(&d, 5, 3),
+            vec![reading_key(&d, 5), reading_key(&d, 4), reading_key(&d, 3)]
+        );
+        assert_eq!(history_keys(&d, 2, 10).len(), 2);
+        assert_eq!(history_keys(&d, 2, 10)[1], reading_key(&d, 1));
+        assert!(history_keys(&d, 0, 10).is_empty());
+        assert!(history_keys(&d, 10, 0).is_empty());
+        let capped = history_keys(&d, u64::MAX, usize::MAX);
+        assert_eq!(capped.len(), MAX_HISTORY_LIMIT);
+        assert_eq!(capped[0], reading_key(&d, u64::MAX));
+    }
+
+    #[test]
+    fn no_two_keys_coincide_across_devices_metrics_and_links() {
+        // Ids chosen to be prefixes of one another or differ only by separators.
+        let devices = ["a", "a-b", "a.b", "ab", "seen", "count"].map(device);
+        let metrics = ["count", "t", "t_c", "latest", "seq"].map(metric);
+        let id = ReadingId::parse("count").unwrap();
+        let mut all = HashSet::new();
+        let mut total = 0;
+        for d in &devices {
+            let mut keys = vec![
+                device_count_key(d),
+                seen_key(d, &id),
+                seq_key(d),
+                reading_key(d, 1),
+            ];
+            for m in &metrics {
+                let stats = StatsKeys::new(d, m);
+                keys.extend([
+                    latest_key(d, m),
+                    stats.count,
+                    stats.sum_pos,
+                    stats.sum_neg,
+                    stats.min,
+                    stats.max,
+                ]);
+            }
+            total += keys.len();
+            all.extend(keys);
+        }
+        assert_eq!(all.len(), total, "some keys coincide");
+    }
+
+    #[test]
+    fn ingest_keys_do_not_reuse_the_apis_latest_key() {
+        // The API keeps `device/<id>/latest` as a single reading of another shape.
+        let d = device("d");
+        assert_ne!(
+            latest_key(&d, &metric("t")),
+            telemetry_domain::keys::latest_reading_key(&d)
+        );
+    }
+}

@@ -1,0 +1,98 @@
+//! The rules of the neongrid ingest component, kept free of WIT, wasm and
+//! wasmCloud types so that they compile and are tested natively. The `ingest`
+//! component is only the glue between these functions and the messaging,
+//! key-value and `validation` interfaces.
+//!
+//! Device ids, metric names and timestamps follow the HTTP API's rules
+//! (`telemetry-domain`), so both ways in store the same things.
+//!
+//! # Messages in
+//!
+//! Devices publish on `neongrid.readings.<device>` ([`READINGS_SUBSCRIPTION`]
+//! catches them all) either one reading or a JSON array of up to
+//! [`MAX_READINGS_PER_MESSAGE`] readings, at most [`MAX_MESSAGE_BYTES`]:
+//!
+//! ```json
+//! {"id":"r-1","device":"thermo-17","metric":"temperature_c","value":21.4,"ts":"2026-11-20T10:00:00Z"}
+//! ```
+//!
+//! All five fields are required and no others are allowed. `id` follows
+//! [`READING_ID_RULE`] and only needs to be unique per device; `device` must be
+//! the subject's device when the subject names one; `value` must be a number of
+//! magnitude at most [`MAX_ABS_VALUE`] (about 1.8e13); `ts` is RFC 3339 and kept
+//! as sent. [`parse_message`] turns a message into one [`Outcome`] per reading.
+//!
+//! # Messages out
+//!
+//! | subject | body | when |
+//! | --- | --- | --- |
+//! | `neongrid.rejected` | [`RejectedMessage`] | a reading or whole message is refused, by parsing or by the validator |
+//! | `neongrid.alerts.<device>` | [`AlertMessage`] | a stored reading is outside its alert band |
+//! | the reply-to | [`Summary`], `{"accepted":2,"rejected":1,"duplicates":0,"alerts":1}` | after the whole message |
+//!
+//! # Key layout
+//!
+//! Every bucket identifier is [`BUCKET`] (`neongrid`) except the device index.
+//!
+//! | link | bucket | key | value | written by |
+//! | --- | --- | --- | --- | --- |
+//! | `hot` | `neongrid` | `device/<id>/count` | readings stored for the device (shared with the HTTP API) | increment |
+//! | `hot` | `neongrid` | `device/<id>/latest/<metric>` | latest reading of the metric, [`IngestReading`] JSON | set, last writer wins |
+//! | `hot` | `neongrid` | `device/<id>/stats/<metric>/count` | readings of the metric | increment |
+//! | `hot` | `neongrid` | `device/<id>/stats/<metric>/sum_pos` | sum of non-negative values, micro-units | increment |
+//! | `hot` | `neongrid` | `device/<id>/stats/<metric>/sum_neg` | sum of magnitudes of negative values, micro-units | increment |
+//! | `hot` | `neongrid` | `device/<id>/stats/<metric>/min`, `…/max` | a JSON number | read-compare-write (may race) |
+//! | `hot` | `neongrid` | `seen/<id>/<reading id>` | deliveries of the reading; 1 = first | increment |
+//! | `hot` | `neongrid-devices` | `<id>` | `1`; the key set is the device list | set |
+//! | `archive` | `neongrid` | `device/<id>/seq` | last sequence number handed out (from 1) | increment |
+//! | `archive` | `neongrid` | `device/<id>/reading/<n, 20 digits>` | reading `n`, [`IngestReading`] JSON | set |
+//!
+//! - The device index is a bucket of its own, [`DEVICES_BUCKET`], because
+//!   `list-keys` has no prefix filter; listing it lists exactly the devices.
+//! - Hot and archive keys never coincide, so both links may share one store.
+//! - Count and sum are exact under concurrent writers; min and max may race
+//!   ([`stats`] says how, and how precise the sum is).
+//! - [`history_keys`] gives the last readings' keys, newest first, for one
+//!   batch-get; a key may have no value (a gap), which readers skip.
+//! - The HTTP API's own `device/<id>/latest` is not written by ingest.
+//!
+//! # Idempotency and effects
+//!
+//! [`decide`] turns a parsed reading and the validator's verdict into a
+//! [`Decision`]; [`plan`] documents how to execute it, why the seen mark is
+//! taken before storing, and the order of the effects.
+
+pub mod alert;
+pub mod keys;
+pub mod message;
+pub mod plan;
+pub mod reading_id;
+pub mod reason;
+pub mod rejected;
+pub mod stats;
+pub mod subject;
+pub mod summary;
+
+pub use alert::{AlertMessage, AlertVerdict, Side};
+pub use keys::{
+    history_keys, StatsKeys, ARCHIVE_LINK, BUCKET, DEVICES_BUCKET, HOT_LINK, MAX_HISTORY_LIMIT,
+};
+pub use message::{
+    parse_message, IngestReading, Outcome, ParsedReading, Rejected, MAX_MESSAGE_BYTES,
+    MAX_READINGS_PER_MESSAGE,
+};
+pub use plan::{decide, reject, Append, Decision, Effect, Publish, StorePlan, Target, Verdict};
+pub use reading_id::{ReadingId, ReadingIdError, READING_ID_RULE};
+pub use reason::{RejectReason, ValidatorRejection};
+pub use rejected::{OriginalError, RejectedMessage};
+pub use stats::{Extreme, Micros, StatsView, MAX_ABS_VALUE};
+pub use subject::{alert_subject, READINGS_SUBSCRIPTION, REJECTED_SUBJECT};
+pub use summary::{Applied, Summary};
+
+/// Serializes one of this crate's message or storage types to JSON.
+///
+/// These types hold only strings, integers, finite floats and derived
+/// `Serialize` impls with string keys, for which serde_json cannot fail.
+fn encode(value: &impl serde::Serialize) -> Vec<u8> {
+    serde_json::to_vec(value).expect("crate types always serialize to JSON")
+}
