@@ -290,3 +290,72 @@ fn describe(operation: &str, key: &str, target: Target, err: store::Error) -> St
         target.link()
     )
 }
+
+/// Only the pure part runs natively: the imports' bindings exist only on wasm.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_verdicts_keep_the_alert() {
+        assert_eq!(
+            from_wit(wit::Verdict::Accepted(None)),
+            Verdict::Accepted(None)
+        );
+        let alert = wit::Alert {
+            side: wit::Side::Low,
+            bound: -10.0,
+            message: "below".into(),
+        };
+        assert_eq!(
+            from_wit(wit::Verdict::Accepted(Some(alert))),
+            Verdict::Accepted(Some(AlertVerdict {
+                side: Side::Low,
+                bound: -10.0,
+                message: "below".into(),
+            }))
+        );
+    }
+
+    #[test]
+    fn each_rejection_kind_maps_to_the_domains() {
+        let cases = [
+            (wit::RejectionKind::NotFinite, ValidatorRejection::NotFinite),
+            (
+                wit::RejectionKind::OutOfRange,
+                ValidatorRejection::OutOfRange,
+            ),
+            (
+                wit::RejectionKind::UnknownMetric,
+                ValidatorRejection::UnknownMetric,
+            ),
+            (
+                wit::RejectionKind::Misconfigured,
+                ValidatorRejection::Misconfigured,
+            ),
+        ];
+        for (kind, expected) in cases {
+            let verdict = from_wit(wit::Verdict::Rejected(wit::Rejection {
+                kind,
+                reason: "why".into(),
+            }));
+            assert_eq!(
+                verdict,
+                Verdict::Rejected {
+                    kind: expected,
+                    reason: "why".into()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn an_unanswered_reading_is_a_retryable_rejection() {
+        let Verdict::Rejected { kind, reason } = unavailable("no validator") else {
+            panic!("not a rejection");
+        };
+        assert_eq!(kind, ValidatorRejection::Unavailable);
+        assert_eq!(reason, "no validator");
+        assert!(RejectReason::Validator { kind, reason }.is_retryable());
+    }
+}

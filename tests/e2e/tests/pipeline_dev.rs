@@ -71,6 +71,8 @@ fn run(lattice: &Lattice) -> Result<()> {
     let app = manifest.name()?;
     lattice.deploy(&path, &app, DEPLOY_TIMEOUT)?;
 
+    check_ingest_links(lattice)?;
+
     let base = format!("http://127.0.0.1:{http_port}");
     wait_for(
         "GET /healthz to answer 200",
@@ -105,6 +107,45 @@ fn run(lattice: &Lattice) -> Result<()> {
         device["count"] == json!(4),
         "the API should count 1 posted + 3 ingested readings: {device}"
     );
+
+    // Ingest reports store and publish failures only in the log (context
+    // `neongrid-ingest`), and the messaging provider logs a handler that failed or
+    // trapped; none of that may have happened.
+    let log = lattice.log("wasmcloud.log");
+    let failures: Vec<&str> = log
+        .lines()
+        .filter(|line| {
+            (line.contains("neongrid-ingest") && (line.contains("ERROR") || line.contains("WARN")))
+                || line.contains("failed to handle message")
+                || line.contains("failed to call component")
+        })
+        .collect();
+    ensure!(
+        failures.is_empty(),
+        "ingest failures in the host log:\n{}",
+        failures.join("\n")
+    );
+    Ok(())
+}
+
+/// The manifest gives ingest two key-value links told apart by name, which is what
+/// its `set-link-name` calls select; both must exist on the lattice.
+fn check_ingest_links(lattice: &Lattice) -> Result<()> {
+    let links = lattice.wash_json(&["get", "links"])?;
+    let list = links["links"]
+        .as_array()
+        .with_context(|| format!("unexpected `wash get links` output: {links}"))?;
+    for name in ["hot", "archive"] {
+        let found = list.iter().any(|link| {
+            link["name"] == json!(name)
+                && link["source_id"]
+                    .as_str()
+                    .is_some_and(|source| source.contains("ingest"))
+                && link["wit_namespace"] == json!("wasi")
+                && link["wit_package"] == json!("keyvalue")
+        });
+        ensure!(found, "no key-value link named {name} from ingest: {links}");
+    }
     Ok(())
 }
 
