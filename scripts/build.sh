@@ -14,7 +14,7 @@ cd "$repo"
 
 # Every cdylib under components/ (and the test component under tests/) is a deployable
 # component; the rest (domain crates) is plain Rust that the components link.
-COMPONENTS=(api validator kv-conformance-component)
+COMPONENTS=(api validator ingest kv-conformance-component)
 PROVIDERS=(keyvalue-memory keyvalue-redis keyvalue-postgres)
 
 out="$repo/build"

@@ -10,6 +10,9 @@ use serde_yaml::Value;
 /// The link config key the builtin HTTP server reads its listen address from.
 const HTTP_ADDRESS_KEY: &str = "address";
 
+/// The link config key the builtin NATS messaging provider reads its server URLs from.
+const NATS_URIS_KEY: &str = "cluster_uris";
+
 pub struct Manifest {
     doc: Value,
 }
@@ -52,28 +55,44 @@ impl Manifest {
     /// Points every HTTP server link's `address` at `addr`; fails if there is none, since
     /// a test that silently kept port 8000 would talk to someone else's server.
     pub fn set_http_address(&mut self, addr: &str) -> Result<&mut Self> {
+        self.set_link_config_value(HTTP_ADDRESS_KEY, addr)
+    }
+
+    /// Points every messaging link's `cluster_uris` at `uris` (the test lattice's own
+    /// NATS server); fails if there is none, since the builtin provider would otherwise
+    /// connect to whatever listens on the default port.
+    pub fn set_nats_uris(&mut self, uris: &str) -> Result<&mut Self> {
+        self.set_link_config_value(NATS_URIS_KEY, uris)
+    }
+
+    /// Sets `key` to `value` wherever a link's source or target config has it.
+    fn set_link_config_value(&mut self, key: &str, value: &str) -> Result<&mut Self> {
         let mut found = 0;
         // Walk with `get_mut`: indexing a serde_yaml value mutably inserts missing keys,
         // which would add empty `source` blocks to traits that wadm then rejects.
         for c in self.components_mut()? {
             let traits = c.get_mut("traits").and_then(Value::as_sequence_mut);
             for t in traits.into_iter().flatten() {
-                let configs = t
-                    .get_mut("properties")
-                    .and_then(|p| p.get_mut("source"))
-                    .and_then(|s| s.get_mut("config"))
-                    .and_then(Value::as_sequence_mut);
-                for cfg in configs.into_iter().flatten() {
-                    let props = cfg.get_mut("properties").and_then(Value::as_mapping_mut);
-                    if let Some(v) = props.and_then(|p| p.get_mut(HTTP_ADDRESS_KEY)) {
-                        *v = Value::from(addr);
-                        found += 1;
+                let Some(props) = t.get_mut("properties") else {
+                    continue;
+                };
+                for side in ["source", "target"] {
+                    let configs = props
+                        .get_mut(side)
+                        .and_then(|s| s.get_mut("config"))
+                        .and_then(Value::as_sequence_mut);
+                    for cfg in configs.into_iter().flatten() {
+                        let props = cfg.get_mut("properties").and_then(Value::as_mapping_mut);
+                        if let Some(v) = props.and_then(|p| p.get_mut(key)) {
+                            *v = Value::from(value);
+                            found += 1;
+                        }
                     }
                 }
             }
         }
         if found == 0 {
-            bail!("manifest has no link config with an `{HTTP_ADDRESS_KEY}` to rewrite");
+            bail!("manifest has no link config with an `{key}` to rewrite");
         }
         Ok(self)
     }

@@ -6,7 +6,11 @@ use anyhow::{ensure, Context, Result};
 use neongrid_e2e::repo_root;
 use serde_json::Value;
 
-const MANIFESTS: &[&str] = &["wadm.dev.yaml", "tests/e2e/manifests/kv-conformance.yaml"];
+const MANIFESTS: &[&str] = &[
+    "wadm.dev.yaml",
+    "wadm.pipeline.dev.yaml",
+    "tests/e2e/manifests/kv-conformance.yaml",
+];
 
 #[test]
 fn manifests_pass_wash_app_validate() -> Result<()> {

@@ -1,0 +1,361 @@
+//! The execution loop of `ingest_domain::plan`, against the real interfaces.
+
+use ingest_domain::{
+    decide, parse_message, reject, AlertVerdict, Applied, Decision, Effect, Outcome, ParsedReading,
+    Publish, RejectReason, RejectedMessage, Side, StorePlan, Summary, Target, ValidatorRejection,
+    Verdict, REJECTED_SUBJECT,
+};
+
+use crate::neongrid::telemetry::validation as wit;
+use crate::wasi::keyvalue::{atomics, store};
+use crate::wasi::logging::logging::{log, Level};
+use crate::wasmcloud::bus::lattice;
+use crate::wasmcloud::messaging::consumer;
+use crate::wasmcloud::messaging::types::BrokerMessage;
+
+/// The `context` of this component's log lines, to find them among the host's.
+const LOG_CONTEXT: &str = "neongrid-ingest";
+
+/// The `code` of a rejection published when the store failed; not one of the
+/// domain's reasons (see `store_failure`).
+const STORE_FAILED_CODE: &str = "store_failed";
+
+/// Handles one message and says what became of its readings.
+pub fn ingest(subject: &str, payload: &[u8]) -> Summary {
+    let outcomes = parse_message(subject, payload);
+    let mut verdicts = judge(&outcomes).into_iter();
+    let mut kv = Kv::default();
+    let mut summary = Summary::default();
+    // One after another, in message order: the domain relies on it for two
+    // readings with the same id in one message.
+    for outcome in &outcomes {
+        let applied = match outcome {
+            Outcome::Rejected(rejected) => {
+                send(reject(subject, rejected));
+                Applied::Rejected
+            }
+            Outcome::Reading(parsed) => {
+                let verdict = verdicts.next().unwrap_or_else(|| {
+                    unavailable("the validator answered fewer verdicts than readings")
+                });
+                match decide(subject, parsed, verdict) {
+                    Decision::Reject(publish) => {
+                        send(publish);
+                        Applied::Rejected
+                    }
+                    Decision::Store(plan) => store(&mut kv, subject, parsed, &plan),
+                }
+            }
+        };
+        summary.record(applied);
+    }
+    summary
+}
+
+/// Publishes `body` on `subject`; a failure is logged, as there is nobody else
+/// to tell.
+pub fn publish(subject: &str, body: Vec<u8>) {
+    let message = BrokerMessage {
+        subject: subject.to_owned(),
+        body,
+        reply_to: None,
+    };
+    if let Err(err) = consumer::publish(&message) {
+        log(
+            Level::Error,
+            LOG_CONTEXT,
+            &format!("publishing on {subject} failed: {err}"),
+        );
+    }
+}
+
+fn send(publish_: Publish) {
+    publish(&publish_.subject, publish_.body);
+}
+
+/// Asks the validator about every parsed reading of the message in one call.
+/// The verdicts come back in the order of the message's parsed readings.
+fn judge(outcomes: &[Outcome]) -> Vec<Verdict> {
+    let readings: Vec<wit::Reading> = outcomes
+        .iter()
+        .filter_map(|outcome| match outcome {
+            Outcome::Reading(parsed) => Some(wit::Reading {
+                device: parsed.reading.device().to_string(),
+                metric: parsed.reading.metric().to_string(),
+                value: parsed.reading.value(),
+            }),
+            Outcome::Rejected(_) => None,
+        })
+        .collect();
+    if readings.is_empty() {
+        return Vec::new();
+    }
+    // A call over a missing link traps, which would lose the whole message
+    // without a word. Selecting the default link first fails cleanly instead
+    // when there is none. (A validator that is linked but does not answer
+    // still traps: the interface has no error case.)
+    let validation_link = vec![lattice::CallTargetInterface::new(
+        "neongrid",
+        "telemetry",
+        "validation",
+    )];
+    if let Err(err) = lattice::set_link_name("default", validation_link) {
+        let reason = format!("no validator is linked ({err})");
+        log(Level::Error, LOG_CONTEXT, &reason);
+        return readings.iter().map(|_| unavailable(&reason)).collect();
+    }
+    wit::validate_many(&readings)
+        .into_iter()
+        .map(from_wit)
+        .collect()
+}
+
+fn unavailable(reason: &str) -> Verdict {
+    Verdict::Rejected {
+        kind: ValidatorRejection::Unavailable,
+        reason: reason.to_owned(),
+    }
+}
+
+fn from_wit(verdict: wit::Verdict) -> Verdict {
+    match verdict {
+        wit::Verdict::Accepted(alert) => Verdict::Accepted(alert.map(|alert| AlertVerdict {
+            side: match alert.side {
+                wit::Side::Low => Side::Low,
+                wit::Side::High => Side::High,
+            },
+            bound: alert.bound,
+            message: alert.message,
+        })),
+        wit::Verdict::Rejected(rejection) => Verdict::Rejected {
+            kind: match rejection.kind {
+                wit::RejectionKind::NotFinite => ValidatorRejection::NotFinite,
+                wit::RejectionKind::OutOfRange => ValidatorRejection::OutOfRange,
+                wit::RejectionKind::UnknownMetric => ValidatorRejection::UnknownMetric,
+                wit::RejectionKind::Misconfigured => ValidatorRejection::Misconfigured,
+            },
+            reason: rejection.reason,
+        },
+    }
+}
+
+/// Executes a store plan: the seen mark first, then, on the first delivery,
+/// every effect in order. A store failure stops the reading there, is logged,
+/// published on `neongrid.rejected` and counted as a rejection.
+fn store(kv: &mut Kv, subject: &str, parsed: &ParsedReading, plan: &StorePlan) -> Applied {
+    let seen = match kv.increment(Target::Hot, &plan.seen_key, 1) {
+        Ok(seen) => seen,
+        Err(err) => {
+            // Not marked, so a replay is not a duplicate: retryable.
+            let what = format!("marking the reading seen failed: {err}");
+            return store_failure(subject, parsed, &what, true);
+        }
+    };
+    if !StorePlan::is_first_delivery(seen) {
+        return plan.applied(seen);
+    }
+    for effect in &plan.effects {
+        if let Err(err) = execute(kv, effect) {
+            // Marked already, so a replay would be a duplicate: the rest of
+            // the reading is lost (see `ingest_domain::plan`, "Marking first").
+            let what = format!("storing the reading failed after it was marked seen: {err}");
+            return store_failure(subject, parsed, &what, false);
+        }
+    }
+    plan.applied(seen)
+}
+
+fn execute(kv: &mut Kv, effect: &Effect) -> Result<(), String> {
+    match effect {
+        Effect::Increment { target, key, delta } => kv.increment(*target, key, *delta).map(drop),
+        Effect::Set { target, key, value } => kv.set(*target, key, value),
+        Effect::Append(append) => {
+            let seq = kv.increment(append.target, &append.seq_key, 1)?;
+            kv.set(append.target, &append.key(seq), &append.value)
+        }
+        Effect::Extreme {
+            target,
+            key,
+            extreme,
+            value,
+        } => {
+            let current = kv.get(*target, key)?;
+            match extreme.update(current.as_deref(), *value) {
+                Some(bytes) => kv.set(*target, key, &bytes),
+                None => Ok(()),
+            }
+        }
+        Effect::Publish(publish_) => {
+            send(publish_.clone());
+            Ok(())
+        }
+    }
+}
+
+/// Reports a reading the store failed on. The domain has no reason for this
+/// (it only says what a failure between mark and last effect means), so the
+/// rejection is built here with a code of its own.
+fn store_failure(subject: &str, parsed: &ParsedReading, what: &str, retryable: bool) -> Applied {
+    log(
+        Level::Error,
+        LOG_CONTEXT,
+        &format!(
+            "reading {} of device {}: {what}",
+            parsed.reading.id(),
+            parsed.reading.device()
+        ),
+    );
+    let placeholder = RejectReason::Validator {
+        kind: ValidatorRejection::Unavailable,
+        reason: String::new(),
+    };
+    let mut message = RejectedMessage::new(subject, parsed.index, &placeholder, &parsed.original);
+    message.code = STORE_FAILED_CODE.to_owned();
+    message.reason = what.to_owned();
+    message.retryable = retryable;
+    publish(REJECTED_SUBJECT, message.to_bytes());
+    Applied::Rejected
+}
+
+/// The key-value links as the plan's targets: selects the target's link
+/// before calling, and keeps the bucket open while the link stays selected.
+#[derive(Default)]
+struct Kv {
+    /// The link selected last, and the bucket opened on it.
+    current: Option<(Target, store::Bucket)>,
+    link: Option<&'static str>,
+}
+
+impl Kv {
+    fn bucket(&mut self, target: Target) -> Result<&store::Bucket, String> {
+        let reusable = matches!(&self.current, Some((open, _)) if *open == target);
+        if !reusable {
+            self.current = None;
+            if self.link != Some(target.link()) {
+                self.link = None;
+                select_link(target.link())?;
+                self.link = Some(target.link());
+            }
+            let bucket = store::open(target.bucket())
+                .map_err(|err| describe("open", target.bucket(), target, err))?;
+            self.current = Some((target, bucket));
+        }
+        match &self.current {
+            Some((_, bucket)) => Ok(bucket),
+            None => Err("no bucket open".to_owned()),
+        }
+    }
+
+    fn increment(&mut self, target: Target, key: &str, delta: u64) -> Result<u64, String> {
+        let bucket = self.bucket(target)?;
+        atomics::increment(bucket, key, delta)
+            .map_err(|err| describe("increment", key, target, err))
+    }
+
+    fn get(&mut self, target: Target, key: &str) -> Result<Option<Vec<u8>>, String> {
+        let bucket = self.bucket(target)?;
+        bucket
+            .get(key)
+            .map_err(|err| describe("get", key, target, err))
+    }
+
+    fn set(&mut self, target: Target, key: &str, value: &[u8]) -> Result<(), String> {
+        let bucket = self.bucket(target)?;
+        bucket
+            .set(key, value)
+            .map_err(|err| describe("set", key, target, err))
+    }
+}
+
+/// Points `wasi:keyvalue` (all three interfaces, so that buckets and counters
+/// go to the same store) at the link named `link`.
+fn select_link(link: &str) -> Result<(), String> {
+    let interfaces = ["store", "atomics", "batch"]
+        .into_iter()
+        .map(|interface| lattice::CallTargetInterface::new("wasi", "keyvalue", interface))
+        .collect();
+    lattice::set_link_name(link, interfaces)
+        .map_err(|err| format!("selecting key-value link `{link}` failed: {err}"))
+}
+
+fn describe(operation: &str, key: &str, target: Target, err: store::Error) -> String {
+    let detail = match err {
+        store::Error::NoSuchStore => "no such store".to_owned(),
+        store::Error::AccessDenied => "access denied".to_owned(),
+        store::Error::Other(detail) => detail,
+    };
+    format!(
+        "{operation} {key:?} in bucket {:?} on link `{}`: {detail}",
+        target.bucket(),
+        target.link()
+    )
+}
+
+/// Only the pure part runs natively: the imports' bindings exist only on wasm.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_verdicts_keep_the_alert() {
+        assert_eq!(
+            from_wit(wit::Verdict::Accepted(None)),
+            Verdict::Accepted(None)
+        );
+        let alert = wit::Alert {
+            side: wit::Side::Low,
+            bound: -10.0,
+            message: "below".into(),
+        };
+        assert_eq!(
+            from_wit(wit::Verdict::Accepted(Some(alert))),
+            Verdict::Accepted(Some(AlertVerdict {
+                side: Side::Low,
+                bound: -10.0,
+                message: "below".into(),
+            }))
+        );
+    }
+
+    #[test]
+    fn each_rejection_kind_maps_to_the_domains() {
+        let cases = [
+            (wit::RejectionKind::NotFinite, ValidatorRejection::NotFinite),
+            (
+                wit::RejectionKind::OutOfRange,
+                ValidatorRejection::OutOfRange,
+            ),
+            (
+                wit::RejectionKind::UnknownMetric,
+                ValidatorRejection::UnknownMetric,
+            ),
+            (
+                wit::RejectionKind::Misconfigured,
+                ValidatorRejection::Misconfigured,
+            ),
+        ];
+        for (kind, expected) in cases {
+            let verdict = from_wit(wit::Verdict::Rejected(wit::Rejection {
+                kind,
+                reason: "why".into(),
+            }));
+            assert_eq!(
+                verdict,
+                Verdict::Rejected {
+                    kind: expected,
+                    reason: "why".into()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn an_unanswered_reading_is_a_retryable_rejection() {
+        let Verdict::Rejected { kind, reason } = unavailable("no validator") else {
+            panic!("not a rejection");
+        };
+        assert_eq!(kind, ValidatorRejection::Unavailable);
+        assert_eq!(reason, "no validator");
+        assert!(RejectReason::Validator { kind, reason }.is_retryable());
+    }
+}
