@@ -191,10 +191,14 @@ impl<F: StoreFactory> KeyValueProvider<F> {
 
     /// The store serving calls that arrive on `link`.
     pub(crate) async fn store_for(&self, link: &LinkKey) -> Result<Arc<dyn Store>, String> {
-        let known = read(&self.inner.links).get(link).cloned();
+        // Only the store's Arc is cloned: this runs on every call.
+        let known = read(&self.inner.links).get(link).map(|state| match state {
+            LinkState::Ready { store, .. } => Ok(store.clone()),
+            LinkState::Failed { reason } => Err(reason.clone()),
+        });
         match known {
-            Some(LinkState::Ready { store, .. }) => Ok(store),
-            Some(LinkState::Failed { reason }) => Err(format!(
+            Some(Ok(store)) => Ok(store),
+            Some(Err(reason)) => Err(format!(
                 "link {:?} from component {:?} has no usable store: {reason}",
                 link.link_name, link.source_id
             )),

@@ -164,10 +164,7 @@ impl Store for MemoryStore {
     }
 
     async fn set_many(&self, bucket: &str, entries: Vec<(String, Bytes)>) -> StoreResult<()> {
-        // Validate everything before touching the map so that a rejected batch writes nothing.
-        for (key, value) in &entries {
-            self.check_size(bucket, key, value)?;
-        }
+        keyvalue_store::semantics::check_batch_sizes(bucket, &entries, self.max_value_size)?;
         if entries.is_empty() {
             return Ok(());
         }

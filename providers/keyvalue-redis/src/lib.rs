@@ -300,10 +300,7 @@ impl Store for RedisStore {
     }
 
     async fn set_many(&self, bucket: &str, entries: Vec<(String, Bytes)>) -> StoreResult<()> {
-        // Check every size before sending anything, so that a refused batch writes nothing.
-        for (key, value) in &entries {
-            self.check_size(bucket, key, value)?;
-        }
+        keyvalue_store::semantics::check_batch_sizes(bucket, &entries, self.max_value_size)?;
         if entries.is_empty() {
             return Ok(());
         }

@@ -35,6 +35,18 @@ pub fn check_value_size(
     Ok(())
 }
 
+/// [`check_value_size`] for every entry of a batch, so that a refused batch is refused
+/// before any of it is written.
+pub fn check_batch_sizes(
+    bucket: &str,
+    entries: &[(String, Bytes)],
+    max: usize,
+) -> Result<(), StoreError> {
+    entries
+        .iter()
+        .try_for_each(|(key, value)| check_value_size(bucket, key, value, max))
+}
+
 pub fn clamp_page_limit(limit: usize) -> usize {
     limit.clamp(1, MAX_PAGE_SIZE)
 }
