@@ -10,7 +10,7 @@ use keyvalue_postgres::{
 };
 use keyvalue_store::{Bytes, Store, StoreConfig, StoreError, StoreFactory};
 use sqlx::Row;
-use test_servers::PostgresServer;
+use test_servers::{PostgresServer, TestServer};
 
 fn start_server() -> PostgresServer {
     PostgresServer::start().unwrap_or_else(|err| panic!("cannot start postgres: {err}"))

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use keyvalue_redis::{RedisStoreFactory, CONFIG_PASSWORD, CONFIG_URL};
 use keyvalue_store::{Bytes, Store, StoreConfig, StoreError, StoreFactory};
 use redis::aio::MultiplexedConnection;
-use test_servers::RedisServer;
+use test_servers::{RedisServer, TestServer};
 
 fn start_server() -> RedisServer {
     RedisServer::start().unwrap_or_else(|err| panic!("cannot start redis-server: {err}"))

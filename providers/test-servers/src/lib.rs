@@ -24,5 +24,51 @@ pub use error::{TestServerError, TestServerResult};
 pub use postgres::PostgresServer;
 pub use redis::RedisServer;
 
+use std::process::Child;
+
+/// What every test server shares: one child process on a fixed port, stopped and started
+/// again on the same port and data. Each server says how it launches and how it stops
+/// politely; the rest of the lifecycle is written once here.
+pub trait TestServer {
+    /// A URL a client of this backend connects with.
+    fn url(&self) -> String;
+
+    /// The server's name and port, for messages.
+    fn describe(&self) -> String;
+
+    /// Stops the server cleanly, keeping its data.
+    fn stop(&mut self) -> TestServerResult<()>;
+
+    #[doc(hidden)]
+    fn child_mut(&mut self) -> &mut Option<Child>;
+
+    #[doc(hidden)]
+    fn launch(&mut self) -> TestServerResult<()>;
+
+    /// Whether the server process is running.
+    fn is_running(&mut self) -> bool {
+        self.child_mut()
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// Starts the stopped server again on the same port and data.
+    fn start_again(&mut self) -> TestServerResult<()> {
+        if self.is_running() {
+            return Err(TestServerError::State(format!(
+                "{} is already running",
+                self.describe()
+            )));
+        }
+        self.launch()
+    }
+
+    /// [`stop`](Self::stop) then [`start_again`](Self::start_again): same port, same data.
+    fn restart(&mut self) -> TestServerResult<()> {
+        self.stop()?;
+        self.start_again()
+    }
+}
+
 #[cfg(test)]
 mod tests;

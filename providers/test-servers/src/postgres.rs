@@ -69,7 +69,7 @@ impl PostgresServer {
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
             server.port = process::free_port()?;
-            match server.launch() {
+            match server.launch_process() {
                 Ok(()) => return Ok(server),
                 // Most likely someone took the port between our probe and the server's bind.
                 Err(err) => last_error = Some(err),
@@ -121,29 +121,6 @@ impl PostgresServer {
         self.child.as_ref().map(Child::id)
     }
 
-    /// Whether the server process is running.
-    pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
-    }
-
-    /// Stops the server cleanly (fast shutdown: clients are disconnected, data is kept).
-    pub fn stop(&mut self) -> TestServerResult<()> {
-        let mut child = self.child.take().ok_or_else(|| {
-            TestServerError::State(format!("postgres on port {} is not running", self.port))
-        })?;
-        process::signal(&child, libc::SIGINT);
-        if process::wait_for_exit(&mut child, STOP_TIMEOUT).is_none() {
-            process::stop(&mut child, libc::SIGQUIT, Duration::from_secs(5));
-            return Err(TestServerError::Failed {
-                what: format!("postgres on port {} did not shut down", self.port),
-                log_tail: log_tail(&self.log_path()),
-            });
-        }
-        Ok(())
-    }
-
     /// Stops the server abruptly (immediate shutdown, as after a crash); committed data
     /// survives and the next start recovers it.
     pub fn kill(&mut self) {
@@ -152,23 +129,6 @@ impl PostgresServer {
             // them behind holding the data directory.
             process::stop(&mut child, libc::SIGQUIT, Duration::from_secs(10));
         }
-    }
-
-    /// Starts the stopped server again on the same port and data directory.
-    pub fn start_again(&mut self) -> TestServerResult<()> {
-        if self.is_running() {
-            return Err(TestServerError::State(format!(
-                "postgres on port {} is already running",
-                self.port
-            )));
-        }
-        self.launch()
-    }
-
-    /// [`stop`](Self::stop) then [`start_again`](Self::start_again): same port, same data.
-    pub fn restart(&mut self) -> TestServerResult<()> {
-        self.stop()?;
-        self.start_again()
     }
 
     fn log_path(&self) -> PathBuf {
@@ -210,7 +170,7 @@ impl PostgresServer {
         result
     }
 
-    fn launch(&mut self) -> TestServerResult<()> {
+    fn launch_process(&mut self) -> TestServerResult<()> {
         let mut cmd = Command::new(self.bin_dir.join("postgres"));
         cmd.current_dir(self.root.path())
             .arg("-D")
@@ -258,6 +218,40 @@ impl PostgresServer {
             .stderr(std::process::Stdio::null())
             .status()
             .is_ok_and(|status| status.success())
+    }
+}
+
+impl crate::TestServer for PostgresServer {
+    fn url(&self) -> String {
+        PostgresServer::url(self)
+    }
+
+    fn describe(&self) -> String {
+        format!("postgres on port {}", self.port)
+    }
+
+    /// Stops the server cleanly (fast shutdown: clients are disconnected, data is kept).
+    fn stop(&mut self) -> TestServerResult<()> {
+        let mut child = self.child.take().ok_or_else(|| {
+            TestServerError::State(format!("postgres on port {} is not running", self.port))
+        })?;
+        process::signal(&child, libc::SIGINT);
+        if process::wait_for_exit(&mut child, STOP_TIMEOUT).is_none() {
+            process::stop(&mut child, libc::SIGQUIT, Duration::from_secs(5));
+            return Err(TestServerError::Failed {
+                what: format!("postgres on port {} did not shut down", self.port),
+                log_tail: log_tail(&self.log_path()),
+            });
+        }
+        Ok(())
+    }
+
+    fn child_mut(&mut self) -> &mut Option<Child> {
+        &mut self.child
+    }
+
+    fn launch(&mut self) -> TestServerResult<()> {
+        self.launch_process()
     }
 }
 

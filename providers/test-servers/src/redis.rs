@@ -59,7 +59,7 @@ impl RedisServer {
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
             server.port = process::free_port()?;
-            match server.launch() {
+            match server.launch_process() {
                 Ok(()) => return Ok(server),
                 // Most likely someone took the port between our probe and the server's bind.
                 Err(err) => last_error = Some(err),
@@ -88,30 +88,6 @@ impl RedisServer {
         self.child.as_ref().map(Child::id)
     }
 
-    /// Whether the server process is running.
-    pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
-    }
-
-    /// Saves the data and stops the server (`SHUTDOWN SAVE`), waiting for it to exit.
-    pub fn stop(&mut self) -> TestServerResult<()> {
-        let mut child = self.child.take().ok_or_else(|| {
-            TestServerError::State(format!("redis-server on port {} is not running", self.port))
-        })?;
-        // The server closes the connection instead of replying when the shutdown works.
-        let _ = command(self.port, &["SHUTDOWN", "SAVE"]);
-        if process::wait_for_exit(&mut child, STOP_TIMEOUT).is_none() {
-            process::stop(&mut child, libc::SIGKILL, Duration::from_secs(5));
-            return Err(TestServerError::Failed {
-                what: format!("redis-server on port {} did not shut down", self.port),
-                log_tail: log_tail(&self.log_path()),
-            });
-        }
-        Ok(())
-    }
-
     /// Kills the server at once (SIGKILL); unsaved data is lost.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -120,28 +96,11 @@ impl RedisServer {
         }
     }
 
-    /// Starts the stopped server again on the same port and directory.
-    pub fn start_again(&mut self) -> TestServerResult<()> {
-        if self.is_running() {
-            return Err(TestServerError::State(format!(
-                "redis-server on port {} is already running",
-                self.port
-            )));
-        }
-        self.launch()
-    }
-
-    /// [`stop`](Self::stop) then [`start_again`](Self::start_again): same port, same data.
-    pub fn restart(&mut self) -> TestServerResult<()> {
-        self.stop()?;
-        self.start_again()
-    }
-
     fn log_path(&self) -> PathBuf {
         self.dir.path().join(LOG_FILE)
     }
 
-    fn launch(&mut self) -> TestServerResult<()> {
+    fn launch_process(&mut self) -> TestServerResult<()> {
         let mut cmd = Command::new(&self.program);
         cmd.current_dir(self.dir.path())
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
@@ -182,6 +141,41 @@ impl RedisServer {
             }
             thread::sleep(POLL);
         }
+    }
+}
+
+impl crate::TestServer for RedisServer {
+    fn url(&self) -> String {
+        RedisServer::url(self)
+    }
+
+    fn describe(&self) -> String {
+        format!("redis-server on port {}", self.port)
+    }
+
+    /// Saves the data and stops the server (`SHUTDOWN SAVE`), waiting for it to exit.
+    fn stop(&mut self) -> TestServerResult<()> {
+        let mut child = self.child.take().ok_or_else(|| {
+            TestServerError::State(format!("redis-server on port {} is not running", self.port))
+        })?;
+        // The server closes the connection instead of replying when the shutdown works.
+        let _ = command(self.port, &["SHUTDOWN", "SAVE"]);
+        if process::wait_for_exit(&mut child, STOP_TIMEOUT).is_none() {
+            process::stop(&mut child, libc::SIGKILL, Duration::from_secs(5));
+            return Err(TestServerError::Failed {
+                what: format!("redis-server on port {} did not shut down", self.port),
+                log_tail: log_tail(&self.log_path()),
+            });
+        }
+        Ok(())
+    }
+
+    fn child_mut(&mut self) -> &mut Option<Child> {
+        &mut self.child
+    }
+
+    fn launch(&mut self) -> TestServerResult<()> {
+        self.launch_process()
     }
 }
 

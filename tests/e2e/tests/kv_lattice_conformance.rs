@@ -21,7 +21,7 @@ use neongrid_e2e::kv::{self, Backend, Deployed, COMPONENT};
 use neongrid_e2e::{build_artifact, http, trace, wait_for, Lattice};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use test_servers::{PostgresServer, RedisServer};
+use test_servers::{PostgresServer, RedisServer, TestServer};
 
 /// A run takes seconds; the margin is for a loaded machine.
 const RUN_TIMEOUT: Duration = Duration::from_secs(180);
@@ -207,7 +207,7 @@ fn survives_backend_restart(
     lattice: &Lattice,
     d: &Deployed,
     backend: Backend,
-    server: &mut dyn BackendServer,
+    server: &mut dyn TestServer,
 ) -> Result<()> {
     let probe = "/probe?bucket=kvc-restart";
     let r = get(d, probe)?;
@@ -266,43 +266,12 @@ fn survives_backend_restart(
     Ok(())
 }
 
-/// A real backend server the test can stop and start again under a running provider.
-trait BackendServer {
-    fn url(&self) -> String;
-    fn stop(&mut self) -> Result<()>;
-    fn start_again(&mut self) -> Result<()>;
-}
-
-impl BackendServer for RedisServer {
-    fn url(&self) -> String {
-        RedisServer::url(self)
-    }
-    fn stop(&mut self) -> Result<()> {
-        Ok(RedisServer::stop(self)?)
-    }
-    fn start_again(&mut self) -> Result<()> {
-        Ok(RedisServer::start_again(self)?)
-    }
-}
-
-impl BackendServer for PostgresServer {
-    fn url(&self) -> String {
-        PostgresServer::url(self)
-    }
-    fn stop(&mut self) -> Result<()> {
-        Ok(PostgresServer::stop(self)?)
-    }
-    fn start_again(&mut self) -> Result<()> {
-        Ok(PostgresServer::start_again(self)?)
-    }
-}
-
 /// Deploys the component against `backend` (linked to `server`, if it has one), runs every
 /// check through the lattice, and undeploys it.
 fn exercise(
     lattice: &Lattice,
     backend: Backend,
-    server: Option<&mut dyn BackendServer>,
+    server: Option<&mut dyn TestServer>,
 ) -> Result<()> {
     let link: Vec<(&str, String)> = server
         .as_ref()
