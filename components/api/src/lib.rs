@@ -5,22 +5,25 @@
 //! the domain's key-value trait with `wasi:keyvalue`. Every outcome, failures
 //! included, becomes a JSON response; nothing here panics on client input.
 
-use serde::Serialize;
-use telemetry_domain::error::StoreOperation;
-use telemetry_domain::keys::BUCKET;
-use telemetry_domain::{
-    device_summary, parse_reading_body, read_body, record_reading, route, ApiError, Health,
-    KeyValue, Route, StoreError,
+use ingest_domain::api::{
+    device_detail, history, list_devices, parse_reply, post_outcome, KeyPage, Reader,
 };
+use ingest_domain::subject::INGEST_SUBJECT;
+use ingest_domain::Target;
+use serde::Serialize;
+use telemetry_domain::{read_body, route, ApiError, Health, Route, StoreError};
 use wasmcloud_component::http::{
     self, header, HeaderMap, HeaderValue, IncomingRequest, Response, StatusCode,
 };
-use wasmcloud_component::wasi::keyvalue::{atomics, store};
+use wasmcloud_component::wasi::keyvalue::{atomics, batch, store};
 use wasmcloud_component::wasi::logging::logging::{log, Level};
+use wasmcloud_component::wasmcloud::bus::lattice;
+use wasmcloud_component::wasmcloud::messaging::consumer;
 
 /// `from_static` in a constant is checked at compile time, so building the
 /// response can't fail on it at run time.
 const JSON_CONTENT_TYPE: HeaderValue = HeaderValue::from_static("application/json");
+const HTML_CONTENT_TYPE: HeaderValue = HeaderValue::from_static("text/html; charset=utf-8");
 
 /// The `context` of this component's log lines, to find them among the host's.
 const LOG_CONTEXT: &str = "neongrid-api";
@@ -29,6 +32,14 @@ const LOG_CONTEXT: &str = "neongrid-api";
 /// types this crate doesn't use; it exists so that path needs no panic.
 const FALLBACK_ERROR_BODY: &str = r#"{"error":"response could not be encoded as JSON"}"#;
 
+/// The live dashboard: one static page that polls the JSON routes.
+const DASHBOARD_HTML: &str = include_str!("dashboard.html");
+
+/// How long `POST /api/readings` waits for ingest's summary. A full message
+/// (1000 readings, each a dozen key-value calls over the lattice) takes
+/// seconds; the builtin HTTP server's own deadline is longer still.
+const INGEST_TIMEOUT_MS: u32 = 20_000;
+
 struct Api;
 
 http::export!(Api);
@@ -36,27 +47,53 @@ http::export!(Api);
 impl http::Server for Api {
     fn handle(request: IncomingRequest) -> http::Result<Response<impl http::OutgoingBody>> {
         let response = match respond(request) {
-            Ok(body) => json_response(StatusCode::OK, body),
+            Ok(Answer::Json(body)) => response(StatusCode::OK, JSON_CONTENT_TYPE, body),
+            Ok(Answer::Html(page)) => {
+                response(StatusCode::OK, HTML_CONTENT_TYPE, page.as_bytes().to_vec())
+            }
             Err(err) => error_response(&err),
         };
         Ok(response)
     }
 }
 
-/// Answers one request with the JSON body of a 200, or the error to report.
-fn respond(request: IncomingRequest) -> Result<Vec<u8>, ApiError> {
-    match route(request.method().as_str(), request.uri().path())? {
+enum Answer {
+    Json(Vec<u8>),
+    Html(&'static str),
+}
+
+/// Answers one request, or says what error to report.
+fn respond(request: IncomingRequest) -> Result<Answer, ApiError> {
+    let uri = request.uri();
+    let route = route(request.method().as_str(), uri.path(), uri.query())?;
+    let json = match route {
+        Route::Dashboard => return Ok(Answer::Html(DASHBOARD_HTML)),
         Route::Health => to_json(&Health::ok()),
-        Route::RecordReading(device) => {
+        Route::Devices => to_json(&list_devices(&mut Links::default())?),
+        Route::Device(device) => to_json(&device_detail(&mut Links::default(), device)?),
+        Route::History { device, limit } => {
+            to_json(&history(&mut Links::default(), device, limit)?)
+        }
+        Route::PostReadings => {
             let declared_len = content_length(request.headers());
             let body = read_body(request.into_body(), declared_len)?;
-            // Parsed before the bucket is opened, so bad input is reported as
-            // such even while the store is unreachable.
-            let reading = parse_reading_body(&body)?;
-            to_json(&record_reading(&open_bucket()?, device, reading)?)
+            to_json(&post_outcome(send_to_ingest(body)?)?)
         }
-        Route::DeviceSummary(device) => to_json(&device_summary(&open_bucket()?, device)?),
-    }
+    }?;
+    Ok(Answer::Json(json))
+}
+
+/// Sends a posted body to ingest as a NATS request, the way a device would,
+/// and returns ingest's summary. Ingest parses and judges it; the API only
+/// bounds its size.
+fn send_to_ingest(body: Vec<u8>) -> Result<ingest_domain::Summary, ApiError> {
+    let reply = consumer::request(INGEST_SUBJECT, &body, INGEST_TIMEOUT_MS).map_err(|detail| {
+        ApiError::IngestUnavailable {
+            subject: INGEST_SUBJECT.to_owned(),
+            detail,
+        }
+    })?;
+    parse_reply(&reply.body)
 }
 
 /// The declared body length, if the header is present and a number. A bad
@@ -79,12 +116,12 @@ fn to_json(value: &impl Serialize) -> Result<Vec<u8>, ApiError> {
     })
 }
 
-fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Vec<u8>> {
+fn response(status: StatusCode, content_type: HeaderValue, body: Vec<u8>) -> Response<Vec<u8>> {
     let mut response = Response::new(body);
     *response.status_mut() = status;
     response
         .headers_mut()
-        .insert(header::CONTENT_TYPE, JSON_CONTENT_TYPE);
+        .insert(header::CONTENT_TYPE, content_type);
     response
 }
 
@@ -99,7 +136,7 @@ fn error_response(err: &ApiError) -> Response<Vec<u8>> {
 
     let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = to_json(&err.body()).unwrap_or_else(|_| FALLBACK_ERROR_BODY.as_bytes().to_vec());
-    let mut response = json_response(status, body);
+    let mut response = response(status, JSON_CONTENT_TYPE, body);
     if let Some(allow) = err
         .allow()
         .and_then(|allow| HeaderValue::from_str(allow).ok())
@@ -109,41 +146,99 @@ fn error_response(err: &ApiError) -> Response<Vec<u8>> {
     response
 }
 
-/// An open `wasi:keyvalue` bucket, wrapped because neither the domain's trait
-/// nor the binding's type belongs to this crate.
-struct WasiBucket(store::Bucket);
+/// The `hot` and `archive` key-value links as the domain's [`Reader`]: selects
+/// a target's link before calling, and keeps the bucket open while the same
+/// target is read again. (Ingest has the same loop over its own bindings.)
+#[derive(Default)]
+struct Links {
+    current: Option<(Target, store::Bucket)>,
+    link: Option<&'static str>,
+}
 
-fn open_bucket() -> Result<WasiBucket, ApiError> {
-    store::open(BUCKET)
-        .map(WasiBucket)
-        .map_err(|err| ApiError::Store {
-            operation: StoreOperation::Open {
-                bucket: BUCKET.to_owned(),
-            },
-            source: store_error(err),
+impl Links {
+    fn bucket(&mut self, target: &Target) -> Result<&store::Bucket, StoreError> {
+        let reusable = matches!(&self.current, Some((open, _)) if open == target);
+        if !reusable {
+            self.current = None;
+            if self.link != Some(target.link()) {
+                self.link = None;
+                select_link(target.link())?;
+                self.link = Some(target.link());
+            }
+            let bucket = store::open(&target.bucket()).map_err(|err| {
+                StoreError::new(format!(
+                    "open bucket {:?} on link `{}`: {}",
+                    target.bucket(),
+                    target.link(),
+                    store_error(err)
+                ))
+            })?;
+            self.current = Some((target.clone(), bucket));
+        }
+        match &self.current {
+            Some((_, bucket)) => Ok(bucket),
+            None => Err(StoreError::new("no bucket open")),
+        }
+    }
+}
+
+impl Reader for Links {
+    fn get(&mut self, target: &Target, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.bucket(target)?
+            .get(key)
+            .map_err(|err| StoreError::new(store_error(err)))
+    }
+
+    fn counter(&mut self, target: &Target, key: &str) -> Result<u64, StoreError> {
+        atomics::increment(self.bucket(target)?, key, 0)
+            .map_err(|err| StoreError::new(store_error(err)))
+    }
+
+    fn get_many(
+        &mut self,
+        target: &Target,
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let entries = batch::get_many(self.bucket(target)?, keys)
+            .map_err(|err| StoreError::new(store_error(err)))?;
+        Ok(entries
+            .into_iter()
+            .map(|entry| entry.map(|(_, value)| value))
+            .collect())
+    }
+
+    fn list_keys(&mut self, target: &Target, cursor: Option<u64>) -> Result<KeyPage, StoreError> {
+        let page = self
+            .bucket(target)?
+            .list_keys(cursor)
+            .map_err(|err| StoreError::new(store_error(err)))?;
+        Ok(KeyPage {
+            keys: page.keys,
+            cursor: page.cursor,
         })
-}
-
-impl KeyValue for WasiBucket {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.0.get(key).map_err(store_error)
-    }
-
-    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.0.set(key, value).map_err(store_error)
-    }
-
-    fn increment(&self, key: &str, delta: u64) -> Result<u64, StoreError> {
-        atomics::increment(&self.0, key, delta).map_err(store_error)
     }
 }
 
-fn store_error(err: store::Error) -> StoreError {
+/// Points `wasi:keyvalue` (all three interfaces, so that buckets and counters
+/// go to the same store) at the link named `link`.
+fn select_link(link: &str) -> Result<(), StoreError> {
+    let interfaces = ["store", "atomics", "batch"]
+        .into_iter()
+        .map(|interface| lattice::CallTargetInterface::new("wasi", "keyvalue", interface))
+        .collect();
+    lattice::set_link_name(link, interfaces).map_err(|err| {
+        StoreError::new(format!(
+            "selecting key-value link `{link}` failed ({err}); is the component linked with that name?"
+        ))
+    })
+}
+
+fn store_error(err: store::Error) -> String {
     match err {
         store::Error::NoSuchStore => {
-            StoreError::new("no such store (is the component linked to a key-value provider?)")
+            "no such store (is the component linked to a key-value provider?)".to_owned()
         }
-        store::Error::AccessDenied => StoreError::new("access denied"),
-        store::Error::Other(detail) => StoreError::new(detail),
+        store::Error::AccessDenied => "access denied".to_owned(),
+        store::Error::Other(detail) => detail,
     }
 }

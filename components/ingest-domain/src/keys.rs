@@ -6,15 +6,16 @@
 //! both links may point at one store and one bucket without clobbering each
 //! other, as they do on a development lattice with a single memory provider.
 
-use telemetry_domain::keys::{reading_count_key, DEVICE_KEY_PREFIX};
 use telemetry_domain::{DeviceId, MetricName};
 
 use crate::reading_id::ReadingId;
 use crate::stats::Micros;
 
-/// The bucket both links open. It is the HTTP API's bucket, so the device count
-/// the API shows includes ingested readings.
-pub const BUCKET: &str = telemetry_domain::keys::BUCKET;
+/// The bucket both links open for everything but the indexes below.
+pub const BUCKET: &str = "neongrid";
+
+/// Start of every per-device key in [`BUCKET`], `device/<id>/…`.
+pub const DEVICE_KEY_PREFIX: &str = "device/";
 
 /// The device index: a bucket of its own on the hot link, whose keys are
 /// exactly the device ids.
@@ -25,8 +26,15 @@ pub const BUCKET: &str = telemetry_domain::keys::BUCKET;
 /// reading ever stored. Listing this bucket costs one page per 1000 devices.
 pub const DEVICES_BUCKET: &str = "neongrid-devices";
 
-/// The value of a device-index entry; only the key's presence matters.
+/// The value of a device-index or metric-index entry; only the key's presence matters.
 pub const DEVICE_INDEX_MARKER: &[u8] = b"1";
+
+/// Start of a device's metric index, `neongrid-metrics/<id>`: a bucket per
+/// device on the hot link, whose keys are exactly the metrics the device has
+/// sent. A bucket of its own per device for the reason [`DEVICES_BUCKET`] is
+/// one: `list-keys` has no prefix filter, and one shared bucket would make
+/// every device query page through every device's metrics.
+pub const METRICS_BUCKET_PREFIX: &str = "neongrid-metrics/";
 
 /// The link name of the hot store: latest readings, counters, stats and the
 /// idempotency marks, all small and overwritten or incremented in place.
@@ -63,13 +71,17 @@ pub const READING_SEGMENT: &str = "reading";
 pub const SEQ_DIGITS: usize = 20;
 
 /// Most readings [`history_keys`] asks for at once, so one history query stays
-/// one bounded batch-get.
-pub const MAX_HISTORY_LIMIT: usize = 1000;
+/// one bounded batch-get: the HTTP API's largest `limit`.
+pub const MAX_HISTORY_LIMIT: usize = telemetry_domain::routes::MAX_HISTORY_LIMIT;
 
-/// `device/<id>/count`: readings stored for the device (atomic increment). The
-/// same key the HTTP API counts its posts in.
+/// `device/<id>/count`: readings stored for the device (atomic increment).
 pub fn device_count_key(device: &DeviceId) -> String {
-    reading_count_key(device)
+    format!("{DEVICE_KEY_PREFIX}{device}/count")
+}
+
+/// `neongrid-metrics/<id>`: the bucket of the device's metric index.
+pub fn metrics_bucket(device: &DeviceId) -> String {
+    format!("{METRICS_BUCKET_PREFIX}{device}")
 }
 
 /// `device/<id>/latest/<metric>`: the device's latest reading of the metric,
@@ -198,6 +210,7 @@ mod tests {
         let id = ReadingId::parse("r-1").unwrap();
         assert_eq!(seen_key(&d, &id), "seen/thermo-17/r-1");
         assert_eq!(device_index_key(&d), "thermo-17");
+        assert_eq!(metrics_bucket(&d), "neongrid-metrics/thermo-17");
         assert_eq!(seq_key(&d), "device/thermo-17/seq");
         assert_eq!(
             reading_key(&d, 42),
@@ -267,15 +280,5 @@ mod tests {
             all.extend(keys);
         }
         assert_eq!(all.len(), total, "some keys coincide");
-    }
-
-    #[test]
-    fn ingest_keys_do_not_reuse_the_apis_latest_key() {
-        // The API keeps `device/<id>/latest` as a single reading of another shape.
-        let d = device("d");
-        assert_ne!(
-            latest_key(&d, &metric("t")),
-            telemetry_domain::keys::latest_reading_key(&d)
-        );
     }
 }

@@ -1,7 +1,8 @@
-//! The rules of the neongrid ingest component, kept free of WIT, wasm and
-//! wasmCloud types so that they compile and are tested natively. The `ingest`
-//! component is only the glue between these functions and the messaging,
-//! key-value and `validation` interfaces.
+//! The rules of the neongrid ingest component, and the read side of what it
+//! stores, kept free of WIT, wasm and wasmCloud types so that they compile and
+//! are tested natively. The `ingest` component is only the glue between these
+//! functions and the messaging, key-value and `validation` interfaces; the `api`
+//! component reads the same keys through [`api`].
 //!
 //! Device ids, metric names and timestamps follow the HTTP API's rules
 //! (`telemetry-domain`), so both ways in store the same things.
@@ -9,7 +10,9 @@
 //! # Messages in
 //!
 //! Devices publish on `neongrid.readings.<device>` ([`READINGS_SUBSCRIPTION`]
-//! catches them all) either one reading or a JSON array of up to
+//! catches them all), and the HTTP API on [`subject::INGEST_SUBJECT`]
+//! (`neongrid.ingest`, where each reading names its device), either one
+//! reading or a JSON array of up to
 //! [`MAX_READINGS_PER_MESSAGE`] readings, at most [`MAX_MESSAGE_BYTES`]:
 //!
 //! ```json
@@ -28,15 +31,15 @@
 //! | --- | --- | --- |
 //! | `neongrid.rejected` | [`RejectedMessage`] | a reading or whole message is refused, by parsing or by the validator |
 //! | `neongrid.alerts.<device>` | [`AlertMessage`] | a stored reading is outside its alert band |
-//! | the reply-to | [`Summary`], `{"accepted":2,"rejected":1,"duplicates":0,"alerts":1}` | after the whole message |
+//! | the reply-to | [`Summary`], `{"accepted":2,"rejected":1,"duplicates":0,"alerts":1,"rejections":[…]}` | after the whole message |
 //!
 //! # Key layout
 //!
-//! Every bucket identifier is [`BUCKET`] (`neongrid`) except the device index.
+//! Every bucket identifier is [`BUCKET`] (`neongrid`) except the two indexes.
 //!
 //! | link | bucket | key | value | written by |
 //! | --- | --- | --- | --- | --- |
-//! | `hot` | `neongrid` | `device/<id>/count` | readings stored for the device (shared with the HTTP API) | increment |
+//! | `hot` | `neongrid` | `device/<id>/count` | readings stored for the device | increment |
 //! | `hot` | `neongrid` | `device/<id>/latest/<metric>` | latest reading of the metric, [`IngestReading`] JSON | set, last writer wins |
 //! | `hot` | `neongrid` | `device/<id>/stats/<metric>/count` | readings of the metric | increment |
 //! | `hot` | `neongrid` | `device/<id>/stats/<metric>/sum_pos` | sum of non-negative values, micro-units | increment |
@@ -44,17 +47,19 @@
 //! | `hot` | `neongrid` | `device/<id>/stats/<metric>/min`, `…/max` | a JSON number | read-compare-write (may race) |
 //! | `hot` | `neongrid` | `seen/<id>/<reading id>` | deliveries of the reading; 1 = first | increment |
 //! | `hot` | `neongrid-devices` | `<id>` | `1`; the key set is the device list | set |
+//! | `hot` | `neongrid-metrics/<id>` | `<metric>` | `1`; the key set is the device's metrics | set |
 //! | `archive` | `neongrid` | `device/<id>/seq` | last sequence number handed out (from 1) | increment |
 //! | `archive` | `neongrid` | `device/<id>/reading/<n, 20 digits>` | reading `n`, [`IngestReading`] JSON | set |
 //!
-//! - The device index is a bucket of its own, [`DEVICES_BUCKET`], because
-//!   `list-keys` has no prefix filter; listing it lists exactly the devices.
+//! - The device index is a bucket of its own, [`DEVICES_BUCKET`], and each
+//!   device's metric index too ([`metrics_bucket`]), because `list-keys` has no
+//!   prefix filter; listing one lists exactly the devices, or a device's metrics.
 //! - Hot and archive keys never coincide, so both links may share one store.
 //! - Count and sum are exact under concurrent writers; min and max may race
 //!   ([`stats`] says how, and how precise the sum is).
 //! - [`history_keys`] gives the last readings' keys, newest first, for one
 //!   batch-get; a key may have no value (a gap), which readers skip.
-//! - The HTTP API's own `device/<id>/latest` is not written by ingest.
+//! - The HTTP API reads exactly these keys ([`api`]), never writes them.
 //!
 //! # Idempotency and effects
 //!
@@ -63,6 +68,7 @@
 //! taken before storing, and the order of the effects.
 
 pub mod alert;
+pub mod api;
 pub mod keys;
 pub mod message;
 pub mod plan;
@@ -75,7 +81,8 @@ pub mod summary;
 
 pub use alert::{AlertMessage, AlertVerdict, Side};
 pub use keys::{
-    history_keys, StatsKeys, ARCHIVE_LINK, BUCKET, DEVICES_BUCKET, HOT_LINK, MAX_HISTORY_LIMIT,
+    history_keys, metrics_bucket, StatsKeys, ARCHIVE_LINK, BUCKET, DEVICES_BUCKET, HOT_LINK,
+    MAX_HISTORY_LIMIT,
 };
 pub use message::{
     parse_message, IngestReading, Outcome, ParsedReading, Rejected, MAX_MESSAGE_BYTES,
@@ -87,7 +94,7 @@ pub use reason::{RejectReason, ValidatorRejection};
 pub use rejected::{OriginalError, RejectedMessage};
 pub use stats::{Extreme, Micros, StatsView, MAX_ABS_VALUE};
 pub use subject::{alert_subject, READINGS_SUBSCRIPTION, REJECTED_SUBJECT};
-pub use summary::{Applied, Summary};
+pub use summary::{Applied, RejectionNote, Summary};
 
 /// Serializes one of this crate's message or storage types to JSON.
 ///

@@ -39,42 +39,47 @@
 use telemetry_domain::DeviceId;
 
 use crate::alert::{AlertMessage, AlertVerdict};
+use std::borrow::Cow;
+
 use crate::keys::{
-    device_count_key, device_index_key, latest_key, reading_key, seen_key, seq_key, StatsKeys,
-    ARCHIVE_LINK, BUCKET, DEVICES_BUCKET, DEVICE_INDEX_MARKER, HOT_LINK,
+    device_count_key, device_index_key, latest_key, metrics_bucket, reading_key, seen_key, seq_key,
+    StatsKeys, ARCHIVE_LINK, BUCKET, DEVICES_BUCKET, DEVICE_INDEX_MARKER, HOT_LINK,
 };
 use crate::message::{IngestReading, ParsedReading, Rejected};
 use crate::reason::{RejectReason, ValidatorRejection};
 use crate::rejected::RejectedMessage;
 use crate::stats::Extreme;
-use crate::subject::{alert_subject, REJECTED_SUBJECT};
+use crate::subject::alert_subject;
 use crate::summary::Applied;
 
-/// A link and bucket that effects write to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A link and bucket that effects write to and the API reads from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Target {
     /// [`BUCKET`] on the [`HOT_LINK`].
     Hot,
     /// [`DEVICES_BUCKET`] on the [`HOT_LINK`].
     DeviceIndex,
+    /// The device's metric index, [`metrics_bucket`], on the [`HOT_LINK`].
+    MetricIndex(DeviceId),
     /// [`BUCKET`] on the [`ARCHIVE_LINK`].
     Archive,
 }
 
 impl Target {
     /// The link name to select before calling `wasi:keyvalue`.
-    pub fn link(self) -> &'static str {
+    pub fn link(&self) -> &'static str {
         match self {
-            Self::Hot | Self::DeviceIndex => HOT_LINK,
+            Self::Hot | Self::DeviceIndex | Self::MetricIndex(_) => HOT_LINK,
             Self::Archive => ARCHIVE_LINK,
         }
     }
 
     /// The bucket identifier to `open`.
-    pub fn bucket(self) -> &'static str {
+    pub fn bucket(&self) -> Cow<'static, str> {
         match self {
-            Self::Hot | Self::Archive => BUCKET,
-            Self::DeviceIndex => DEVICES_BUCKET,
+            Self::Hot | Self::Archive => Cow::Borrowed(BUCKET),
+            Self::DeviceIndex => Cow::Borrowed(DEVICES_BUCKET),
+            Self::MetricIndex(device) => Cow::Owned(metrics_bucket(device)),
         }
     }
 }
@@ -101,8 +106,9 @@ pub enum Verdict {
 /// What to do with a parsed reading.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
-    /// Publish on [`REJECTED_SUBJECT`]; nothing is stored or marked.
-    Reject(Publish),
+    /// Publish ([`RejectedMessage::publish`]) on [`REJECTED_SUBJECT`](crate::REJECTED_SUBJECT); nothing
+    /// is stored or marked.
+    Reject(RejectedMessage),
     Store(StorePlan),
 }
 
@@ -181,11 +187,8 @@ impl Append {
 }
 
 /// The message announcing a reading or whole message that parsing refused.
-pub fn reject(subject: &str, rejected: &Rejected) -> Publish {
-    Publish {
-        subject: REJECTED_SUBJECT.to_owned(),
-        body: RejectedMessage::from_rejected(subject, rejected).to_bytes(),
-    }
+pub fn reject(subject: &str, rejected: &Rejected) -> RejectedMessage {
+    RejectedMessage::from_rejected(subject, rejected)
 }
 
 /// Decides what to do with a parsed reading that arrived on `subject`, given
@@ -195,11 +198,12 @@ pub fn decide(subject: &str, parsed: &ParsedReading, verdict: Verdict) -> Decisi
     match verdict {
         Verdict::Rejected { kind, reason } => {
             let reason = RejectReason::Validator { kind, reason };
-            Decision::Reject(Publish {
-                subject: REJECTED_SUBJECT.to_owned(),
-                body: RejectedMessage::new(subject, parsed.index, &reason, &parsed.original)
-                    .to_bytes(),
-            })
+            Decision::Reject(RejectedMessage::new(
+                subject,
+                parsed.index,
+                &reason,
+                &parsed.original,
+            ))
         }
         Verdict::Accepted(alert) => Decision::Store(store_plan(&parsed.reading, alert.as_ref())),
     }
@@ -258,6 +262,11 @@ fn store_plan(reading: &IngestReading, alert: Option<&AlertVerdict>) -> StorePla
         // Written every time rather than on the device's first reading: a
         // crash right after the first count would otherwise leave the device
         // out of the index for good.
+        Effect::Set {
+            target: Target::MetricIndex(device.clone()),
+            key: reading.metric().to_string(),
+            value: DEVICE_INDEX_MARKER.to_vec(),
+        },
         Effect::Set {
             target: Target::DeviceIndex,
             key: device_index_key(device),
@@ -328,14 +337,14 @@ mod tests {
             for effect in effects {
                 match effect {
                     Effect::Increment { target, key, delta } => {
-                        self.increment(*target, key, *delta);
+                        self.increment(target.clone(), key, *delta);
                     }
                     Effect::Set { target, key, value } => {
-                        self.set(*target, key.clone(), value.clone())
+                        self.set(target.clone(), key.clone(), value.clone())
                     }
                     Effect::Append(append) => {
-                        let seq = self.increment(append.target, &append.seq_key, 1);
-                        self.set(append.target, append.key(seq), append.value.clone());
+                        let seq = self.increment(append.target.clone(), &append.seq_key, 1);
+                        self.set(append.target.clone(), append.key(seq), append.value.clone());
                     }
                     Effect::Extreme {
                         target,
@@ -343,9 +352,9 @@ mod tests {
                         extreme,
                         value,
                     } => {
-                        let current = self.get(*target, key).map(Vec::as_slice);
+                        let current = self.get(target.clone(), key).map(Vec::as_slice);
                         if let Some(bytes) = extreme.update(current, *value) {
-                            self.set(*target, key.clone(), bytes);
+                            self.set(target.clone(), key.clone(), bytes);
                         }
                     }
                     Effect::Publish(publish) => self.published.push(publish.clone()),
@@ -364,14 +373,15 @@ mod tests {
             for outcome in parse_message(subject, payload) {
                 match outcome {
                     Outcome::Rejected(rejected) => {
-                        self.published.push(reject(subject, &rejected));
-                        summary.record(Applied::Rejected);
+                        let message = reject(subject, &rejected);
+                        self.published.push(message.publish());
+                        summary.record(Applied::Rejected(message.note()));
                     }
                     Outcome::Reading(parsed) => {
                         match decide(subject, &parsed, validate(&parsed.reading)) {
-                            Decision::Reject(publish) => {
-                                self.published.push(publish);
-                                summary.record(Applied::Rejected);
+                            Decision::Reject(message) => {
+                                self.published.push(message.publish());
+                                summary.record(Applied::Rejected(message.note()));
                             }
                             Decision::Store(plan) => {
                                 let seen = self.increment(Target::Hot, &plan.seen_key, 1);
@@ -430,16 +440,21 @@ mod tests {
     #[test]
     fn targets_name_their_link_and_bucket() {
         assert_eq!(
-            (Target::Hot.link(), Target::Hot.bucket()),
+            (Target::Hot.link(), &*Target::Hot.bucket()),
             ("hot", "neongrid")
         );
         assert_eq!(
-            (Target::DeviceIndex.link(), Target::DeviceIndex.bucket()),
+            (Target::DeviceIndex.link(), &*Target::DeviceIndex.bucket()),
             ("hot", "neongrid-devices")
         );
         assert_eq!(
-            (Target::Archive.link(), Target::Archive.bucket()),
+            (Target::Archive.link(), &*Target::Archive.bucket()),
             ("archive", "neongrid")
+        );
+        let metrics = Target::MetricIndex(device());
+        assert_eq!(
+            (metrics.link(), &*metrics.bucket()),
+            ("hot", "neongrid-metrics/thermo-17")
         );
     }
 
@@ -489,6 +504,7 @@ mod tests {
                 "Hot increment device/thermo-17/stats/temperature_c/sum_pos 50000000",
                 "Hot increment device/thermo-17/stats/temperature_c/count 1",
                 "Hot increment device/thermo-17/count 1",
+                "MetricIndex(DeviceId(\"thermo-17\")) set temperature_c",
                 "DeviceIndex set thermo-17",
                 "publish neongrid.alerts.thermo-17",
             ]
@@ -527,14 +543,15 @@ mod tests {
             r#"{"id":"d"}"#,
         );
         let summary = executor.handle(SUBJECT, payload.as_bytes(), validate);
+        assert_eq!(summary.counts(), (2, 2, 1, 1));
+        let codes: Vec<_> = summary
+            .rejections
+            .iter()
+            .map(|note| (note.index, note.code.as_str()))
+            .collect();
         assert_eq!(
-            summary,
-            Summary {
-                accepted: 2,
-                rejected: 2,
-                duplicates: 1,
-                alerts: 1
-            }
+            codes,
+            [(Some(2), "out_of_range"), (Some(4), "missing_field")]
         );
 
         let d = device();
@@ -619,15 +636,7 @@ mod tests {
 
         // Redelivery of the whole message: everything valid is a duplicate now.
         let again = executor.handle(SUBJECT, payload.as_bytes(), validate);
-        assert_eq!(
-            again,
-            Summary {
-                accepted: 0,
-                rejected: 2,
-                duplicates: 3,
-                alerts: 0
-            }
-        );
+        assert_eq!(again.counts(), (0, 2, 3, 0));
         assert_eq!(executor.counter(&device_count_key(&d)), 2);
     }
 

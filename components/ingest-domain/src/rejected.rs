@@ -27,7 +27,10 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::message::{Rejected, MAX_MESSAGE_BYTES};
+use crate::plan::Publish;
 use crate::reason::RejectReason;
+use crate::subject::REJECTED_SUBJECT;
+use crate::summary::RejectionNote;
 
 /// Most original bytes a rejection carries: every message ingest accepts for
 /// parsing fits whole.
@@ -71,6 +74,24 @@ pub enum OriginalError {
 }
 
 impl RejectedMessage {
+    /// The message to publish on [`REJECTED_SUBJECT`].
+    pub fn publish(&self) -> Publish {
+        Publish {
+            subject: REJECTED_SUBJECT.to_owned(),
+            body: self.to_bytes(),
+        }
+    }
+
+    /// The rejection as the reply-to [`Summary`](crate::Summary) lists it.
+    pub fn note(&self) -> RejectionNote {
+        RejectionNote {
+            index: self.index,
+            code: self.code.clone(),
+            reason: self.reason.clone(),
+            retryable: self.retryable,
+        }
+    }
+
     pub fn new(
         subject: &str,
         index: Option<usize>,
@@ -103,7 +124,7 @@ impl RejectedMessage {
         )
     }
 
-    /// The bytes to publish on [`REJECTED_SUBJECT`](crate::REJECTED_SUBJECT).
+    /// The bytes to publish on [`REJECTED_SUBJECT`].
     pub fn to_bytes(&self) -> Vec<u8> {
         crate::encode(self)
     }

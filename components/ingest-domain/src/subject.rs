@@ -15,6 +15,17 @@ pub const READINGS_SUBJECT_PREFIX: &str = "neongrid.readings.";
 /// The subscription that receives every device's readings.
 pub const READINGS_SUBSCRIPTION: &str = "neongrid.readings.>";
 
+/// Where a message goes whose readings name their own device(s), such as the
+/// HTTP API's `POST /api/readings`: ingest takes each reading's device from the
+/// reading itself. Ingest subscribes to it beside [`READINGS_SUBSCRIPTION`].
+pub const INGEST_SUBJECT: &str = "neongrid.ingest";
+
+/// The NATS queue group ingest's subscriptions join, so that with several
+/// messaging providers in a lattice (one per edge host) each message is
+/// delivered to one of them, not once per provider. The manifests subscribe
+/// with `<subject>|<queue group>`.
+pub const INGEST_QUEUE_GROUP: &str = "neongrid-ingest";
+
 /// Where every rejection is published, as a [`RejectedMessage`](crate::RejectedMessage).
 pub const REJECTED_SUBJECT: &str = "neongrid.rejected";
 

@@ -1,4 +1,5 @@
-//! The answer to a message's reply-to: `{"accepted":2,"rejected":1,"duplicates":0,"alerts":1}`.
+//! The answer to a message's reply-to:
+//! `{"accepted":2,"rejected":1,"duplicates":0,"alerts":1,"rejections":[{"index":2,"code":"out_of_range","reason":"…"}]}`.
 
 use serde::{Deserialize, Serialize};
 
@@ -8,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// once in `accepted`, `rejected` or `duplicates`, so a message rejected as a
 /// whole counts as one rejection. `alerts` counts the alerts published, a
 /// subset of `accepted`: a duplicate raises no alert again.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
     /// Readings stored for the first time.
     pub accepted: u64,
@@ -17,14 +18,32 @@ pub struct Summary {
     /// Valid readings whose id the device had already sent: not stored again.
     pub duplicates: u64,
     pub alerts: u64,
+    /// Why each rejected reading was refused, in message order, so that a
+    /// sender using request/reply (the HTTP API's `POST /api/readings`) learns
+    /// the reason without listening on `neongrid.rejected`.
+    #[serde(default)]
+    pub rejections: Vec<RejectionNote>,
+}
+
+/// The reply's short form of a [`RejectedMessage`](crate::RejectedMessage):
+/// everything but the subject and the original bytes, which the sender has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectionNote {
+    /// Position in the message's array; absent for a single-object message and
+    /// for a message rejected as a whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    pub code: String,
+    pub reason: String,
+    pub retryable: bool,
 }
 
 /// What happened to one outcome, for [`Summary::record`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
     Stored { alerted: bool },
     Duplicate,
-    Rejected,
+    Rejected(RejectionNote),
 }
 
 impl Summary {
@@ -35,13 +54,21 @@ impl Summary {
                 self.alerts += u64::from(alerted);
             }
             Applied::Duplicate => self.duplicates += 1,
-            Applied::Rejected => self.rejected += 1,
+            Applied::Rejected(note) => {
+                self.rejected += 1;
+                self.rejections.push(note);
+            }
         }
     }
 
     /// Outcomes counted so far.
     pub fn total(&self) -> u64 {
         self.accepted + self.rejected + self.duplicates
+    }
+
+    /// `(accepted, rejected, duplicates, alerts)`, for comparing counts alone.
+    pub fn counts(&self) -> (u64, u64, u64, u64) {
+        (self.accepted, self.rejected, self.duplicates, self.alerts)
     }
 
     /// The bytes to answer the reply-to with.
@@ -54,27 +81,46 @@ impl Summary {
 mod tests {
     use super::*;
 
+    fn note(index: Option<usize>, code: &str) -> RejectionNote {
+        RejectionNote {
+            index,
+            code: code.into(),
+            reason: format!("{code} because"),
+            retryable: false,
+        }
+    }
+
     #[test]
     fn counts_each_outcome_once_and_serializes_as_documented() {
         let mut summary = Summary::default();
         for applied in [
             Applied::Stored { alerted: true },
             Applied::Stored { alerted: false },
-            Applied::Rejected,
+            Applied::Rejected(note(Some(2), "out_of_range")),
             Applied::Duplicate,
         ] {
             summary.record(applied);
         }
         assert_eq!(summary.total(), 4);
+        assert_eq!(summary.counts(), (2, 1, 1, 1));
         let json = String::from_utf8(summary.to_bytes()).unwrap();
         assert_eq!(
             json,
-            r#"{"accepted":2,"rejected":1,"duplicates":1,"alerts":1}"#
+            r#"{"accepted":2,"rejected":1,"duplicates":1,"alerts":1,"rejections":[{"index":2,"code":"out_of_range","reason":"out_of_range because","retryable":false}]}"#
         );
         assert_eq!(serde_json::from_str::<Summary>(&json).unwrap(), summary);
         assert_eq!(
             Summary::default().to_bytes(),
-            br#"{"accepted":0,"rejected":0,"duplicates":0,"alerts":0}"#
+            br#"{"accepted":0,"rejected":0,"duplicates":0,"alerts":0,"rejections":[]}"#
         );
+    }
+
+    #[test]
+    fn a_whole_message_rejection_has_no_index() {
+        let mut summary = Summary::default();
+        summary.record(Applied::Rejected(note(None, "not_json")));
+        let json: serde_json::Value = serde_json::from_slice(&summary.to_bytes()).unwrap();
+        assert_eq!(json["rejections"][0].get("index"), None);
+        assert_eq!(json["rejections"][0]["code"], "not_json");
     }
 }

@@ -3,7 +3,7 @@
 use ingest_domain::{
     decide, parse_message, reject, AlertVerdict, Applied, Decision, Effect, Outcome, ParsedReading,
     Publish, RejectReason, RejectedMessage, Side, StorePlan, Summary, Target, ValidatorRejection,
-    Verdict, REJECTED_SUBJECT,
+    Verdict,
 };
 
 use crate::neongrid::telemetry::validation as wit;
@@ -30,19 +30,13 @@ pub fn ingest(subject: &str, payload: &[u8]) -> Summary {
     // readings with the same id in one message.
     for outcome in &outcomes {
         let applied = match outcome {
-            Outcome::Rejected(rejected) => {
-                send(reject(subject, rejected));
-                Applied::Rejected
-            }
+            Outcome::Rejected(rejected) => published_rejection(reject(subject, rejected)),
             Outcome::Reading(parsed) => {
                 let verdict = verdicts.next().unwrap_or_else(|| {
                     unavailable("the validator answered fewer verdicts than readings")
                 });
                 match decide(subject, parsed, verdict) {
-                    Decision::Reject(publish) => {
-                        send(publish);
-                        Applied::Rejected
-                    }
+                    Decision::Reject(message) => published_rejection(message),
                     Decision::Store(plan) => store(&mut kv, subject, parsed, &plan),
                 }
             }
@@ -71,6 +65,12 @@ pub fn publish(subject: &str, body: Vec<u8>) {
 
 fn send(publish_: Publish) {
     publish(&publish_.subject, publish_.body);
+}
+
+/// Publishes a rejection and notes it for the reply-to summary.
+fn published_rejection(message: RejectedMessage) -> Applied {
+    send(message.publish());
+    Applied::Rejected(message.note())
 }
 
 /// Asks the validator about every parsed reading of the message in one call.
@@ -143,7 +143,7 @@ fn from_wit(verdict: wit::Verdict) -> Verdict {
 /// every effect in order. A store failure stops the reading there, is logged,
 /// published on `neongrid.rejected` and counted as a rejection.
 fn store(kv: &mut Kv, subject: &str, parsed: &ParsedReading, plan: &StorePlan) -> Applied {
-    let seen = match kv.increment(Target::Hot, &plan.seen_key, 1) {
+    let seen = match kv.increment(&Target::Hot, &plan.seen_key, 1) {
         Ok(seen) => seen,
         Err(err) => {
             // Not marked, so a replay is not a duplicate: retryable.
@@ -167,11 +167,11 @@ fn store(kv: &mut Kv, subject: &str, parsed: &ParsedReading, plan: &StorePlan) -
 
 fn execute(kv: &mut Kv, effect: &Effect) -> Result<(), String> {
     match effect {
-        Effect::Increment { target, key, delta } => kv.increment(*target, key, *delta).map(drop),
-        Effect::Set { target, key, value } => kv.set(*target, key, value),
+        Effect::Increment { target, key, delta } => kv.increment(target, key, *delta).map(drop),
+        Effect::Set { target, key, value } => kv.set(target, key, value),
         Effect::Append(append) => {
-            let seq = kv.increment(append.target, &append.seq_key, 1)?;
-            kv.set(append.target, &append.key(seq), &append.value)
+            let seq = kv.increment(&append.target, &append.seq_key, 1)?;
+            kv.set(&append.target, &append.key(seq), &append.value)
         }
         Effect::Extreme {
             target,
@@ -179,9 +179,9 @@ fn execute(kv: &mut Kv, effect: &Effect) -> Result<(), String> {
             extreme,
             value,
         } => {
-            let current = kv.get(*target, key)?;
+            let current = kv.get(target, key)?;
             match extreme.update(current.as_deref(), *value) {
-                Some(bytes) => kv.set(*target, key, &bytes),
+                Some(bytes) => kv.set(target, key, &bytes),
                 None => Ok(()),
             }
         }
@@ -213,8 +213,7 @@ fn store_failure(subject: &str, parsed: &ParsedReading, what: &str, retryable: b
     message.code = STORE_FAILED_CODE.to_owned();
     message.reason = what.to_owned();
     message.retryable = retryable;
-    publish(REJECTED_SUBJECT, message.to_bytes());
-    Applied::Rejected
+    published_rejection(message)
 }
 
 /// The key-value links as the plan's targets: selects the target's link
@@ -227,8 +226,8 @@ struct Kv {
 }
 
 impl Kv {
-    fn bucket(&mut self, target: Target) -> Result<&store::Bucket, String> {
-        let reusable = matches!(&self.current, Some((open, _)) if *open == target);
+    fn bucket(&mut self, target: &Target) -> Result<&store::Bucket, String> {
+        let reusable = matches!(&self.current, Some((open, _)) if open == target);
         if !reusable {
             self.current = None;
             if self.link != Some(target.link()) {
@@ -236,9 +235,9 @@ impl Kv {
                 select_link(target.link())?;
                 self.link = Some(target.link());
             }
-            let bucket = store::open(target.bucket())
-                .map_err(|err| describe("open", target.bucket(), target, err))?;
-            self.current = Some((target, bucket));
+            let bucket = store::open(&target.bucket())
+                .map_err(|err| describe("open", &target.bucket(), target, err))?;
+            self.current = Some((target.clone(), bucket));
         }
         match &self.current {
             Some((_, bucket)) => Ok(bucket),
@@ -246,20 +245,20 @@ impl Kv {
         }
     }
 
-    fn increment(&mut self, target: Target, key: &str, delta: u64) -> Result<u64, String> {
+    fn increment(&mut self, target: &Target, key: &str, delta: u64) -> Result<u64, String> {
         let bucket = self.bucket(target)?;
         atomics::increment(bucket, key, delta)
             .map_err(|err| describe("increment", key, target, err))
     }
 
-    fn get(&mut self, target: Target, key: &str) -> Result<Option<Vec<u8>>, String> {
+    fn get(&mut self, target: &Target, key: &str) -> Result<Option<Vec<u8>>, String> {
         let bucket = self.bucket(target)?;
         bucket
             .get(key)
             .map_err(|err| describe("get", key, target, err))
     }
 
-    fn set(&mut self, target: Target, key: &str, value: &[u8]) -> Result<(), String> {
+    fn set(&mut self, target: &Target, key: &str, value: &[u8]) -> Result<(), String> {
         let bucket = self.bucket(target)?;
         bucket
             .set(key, value)
@@ -278,7 +277,7 @@ fn select_link(link: &str) -> Result<(), String> {
         .map_err(|err| format!("selecting key-value link `{link}` failed: {err}"))
 }
 
-fn describe(operation: &str, key: &str, target: Target, err: store::Error) -> String {
+fn describe(operation: &str, key: &str, target: &Target, err: store::Error) -> String {
     let detail = match err {
         store::Error::NoSuchStore => "no such store".to_owned(),
         store::Error::AccessDenied => "access denied".to_owned(),

@@ -4,9 +4,10 @@ use std::io::Read;
 
 use crate::error::ApiError;
 
-/// Largest request body accepted: a reading is well under 1 KiB, and the
-/// component must not let a client make it buffer without bound.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest request body accepted: the size of the largest message ingest
+/// takes (a test there checks they agree), as a POST is passed on to ingest
+/// whole; and the component must not let a client make it buffer without bound.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 /// Oversized bodies up to this many bytes are read and discarded before answering 413.
 pub const MAX_DRAINED_BYTES: u64 = 1024 * 1024;
@@ -77,7 +78,7 @@ mod tests {
         assert_eq!(err.status(), 413);
         assert_eq!(
             err.to_string(),
-            "request body is larger than 65536 bytes; expected a single reading of at most 65536 bytes"
+            "request body is larger than 262144 bytes; expected a reading or an array of readings of at most 262144 bytes"
         );
     }
 
@@ -109,19 +110,19 @@ mod tests {
 
     #[test]
     fn refused_bodies_are_drained_up_to_the_cap() {
-        let mut body = io::Cursor::new(vec![b' '; 200 * 1024]);
-        assert!(read_body(&mut body, Some(200 * 1024)).is_err());
+        let mut body = io::Cursor::new(vec![b' '; 300 * 1024]);
+        assert!(read_body(&mut body, Some(300 * 1024)).is_err());
         assert_eq!(
             body.position(),
-            200 * 1024,
+            300 * 1024,
             "declared-too-large body was drained"
         );
 
-        let mut body = io::Cursor::new(vec![b' '; 100 * 1024]);
+        let mut body = io::Cursor::new(vec![b' '; 400 * 1024]);
         assert!(read_body(&mut body, None).is_err());
         assert_eq!(
             body.position(),
-            100 * 1024,
+            400 * 1024,
             "read-too-large body was drained"
         );
 

@@ -9,7 +9,21 @@ use crate::excerpt::quoted;
 use crate::reading::ReadingError;
 use crate::responses::ErrorBody;
 use crate::routes::ROUTES_SUMMARY;
-use crate::service::StoreError;
+
+/// A failure reported by the key-value store, in the store's own words.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{message}")]
+pub struct StoreError {
+    message: String,
+}
+
+impl StoreError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+}
 
 /// A failed request. Its `Display` is the `error` text sent to the client, so
 /// every message says what was wrong and what was expected instead.
@@ -29,12 +43,26 @@ pub enum ApiError {
     BadDeviceId(#[from] DeviceIdError),
     #[error(transparent)]
     BadReading(#[from] ReadingError),
-    #[error("request body is larger than {limit} bytes; expected a single reading of at most {limit} bytes")]
+    #[error("request body is larger than {limit} bytes; expected a reading or an array of readings of at most {limit} bytes")]
     BodyTooLarge { limit: usize },
+    #[error("bad query: {detail}")]
+    BadQuery { detail: String },
     #[error("request body could not be read ({detail}); expected a complete body")]
     BodyUnreadable { detail: String },
-    #[error("device \"{device}\" has no readings yet; expected a device that has posted to /api/devices/{device}/readings")]
+    #[error("device \"{device}\" has no stored readings; expected one of the devices GET /api/devices lists")]
     DeviceNotFound { device: DeviceId },
+    /// Ingest refused every reading of a posted message. `summary` is ingest's
+    /// reply, passed on so the client sees each reading's reason.
+    #[error("{message}")]
+    ReadingsRejected {
+        status: u16,
+        message: String,
+        summary: serde_json::Value,
+    },
+    #[error("ingest did not answer ({detail}); expected a running ingest component subscribed to {subject}")]
+    IngestUnavailable { subject: String, detail: String },
+    #[error("ingest answered with something other than its summary ({detail})")]
+    BadIngestReply { detail: String },
     #[error("key-value store failed to {operation}: {source}")]
     Store {
         operation: StoreOperation,
@@ -54,6 +82,8 @@ pub enum StoreOperation {
     Get { key: String },
     Set { key: String },
     Increment { key: String },
+    GetMany { first_key: String, count: usize },
+    ListKeys { bucket: String },
 }
 
 impl fmt::Display for StoreOperation {
@@ -63,6 +93,10 @@ impl fmt::Display for StoreOperation {
             Self::Get { key } => write!(f, "get key `{key}`"),
             Self::Set { key } => write!(f, "set key `{key}`"),
             Self::Increment { key } => write!(f, "increment key `{key}`"),
+            Self::GetMany { first_key, count } => {
+                write!(f, "get {count} keys starting with `{first_key}`")
+            }
+            Self::ListKeys { bucket } => write!(f, "list the keys of bucket \"{bucket}\""),
         }
     }
 }
@@ -73,6 +107,7 @@ pub const STATUS_METHOD_NOT_ALLOWED: u16 = 405;
 pub const STATUS_PAYLOAD_TOO_LARGE: u16 = 413;
 pub const STATUS_UNPROCESSABLE: u16 = 422;
 pub const STATUS_INTERNAL_ERROR: u16 = 500;
+pub const STATUS_BAD_GATEWAY: u16 = 502;
 pub const STATUS_UNAVAILABLE: u16 = 503;
 
 impl ApiError {
@@ -87,7 +122,12 @@ impl ApiError {
         match self {
             Self::NoRoute { .. } | Self::DeviceNotFound { .. } => STATUS_NOT_FOUND,
             Self::MethodNotAllowed { .. } => STATUS_METHOD_NOT_ALLOWED,
-            Self::BadDeviceId(_) | Self::BodyUnreadable { .. } => STATUS_BAD_REQUEST,
+            Self::BadDeviceId(_) | Self::BodyUnreadable { .. } | Self::BadQuery { .. } => {
+                STATUS_BAD_REQUEST
+            }
+            Self::ReadingsRejected { status, .. } => *status,
+            Self::IngestUnavailable { .. } => STATUS_UNAVAILABLE,
+            Self::BadIngestReply { .. } => STATUS_BAD_GATEWAY,
             Self::BadReading(
                 ReadingError::EmptyBody
                 | ReadingError::InvalidJson { .. }
@@ -121,6 +161,10 @@ impl ApiError {
     pub fn body(&self) -> ErrorBody {
         ErrorBody {
             error: self.to_string(),
+            summary: match self {
+                Self::ReadingsRejected { summary, .. } => Some(summary.clone()),
+                _ => None,
+            },
         }
     }
 }
@@ -158,8 +202,9 @@ mod tests {
         assert_eq!(missing.status(), 404);
         assert_eq!(
             missing.to_string(),
-            "device \"d\" has no readings yet; expected a device that has posted to /api/devices/d/readings"
+            "device \"d\" has no stored readings; expected one of the devices GET /api/devices lists"
         );
+        assert_eq!(ApiError::BadQuery { detail: "x".into() }.status(), 400);
     }
 
     #[test]
@@ -204,6 +249,17 @@ mod tests {
     fn body_carries_the_message() {
         let err = ApiError::BodyTooLarge { limit: 65536 };
         assert_eq!(err.body().error, err.to_string());
+        assert_eq!(err.body().summary, None);
         assert!(!err.is_server_error());
+        let rejected = ApiError::ReadingsRejected {
+            status: 422,
+            message: "all rejected".into(),
+            summary: serde_json::json!({"rejected": 1}),
+        };
+        assert_eq!(rejected.status(), 422);
+        assert_eq!(
+            rejected.body().summary,
+            Some(serde_json::json!({"rejected": 1}))
+        );
     }
 }
