@@ -3,6 +3,7 @@
 # third_party/<crate>-<version>:
 #   wrpc-transport-nats 0.29.0  host and providers: replies lost to a race (calls hung)
 #   wasmcloud-runtime 0.12.0    host: key-value errors trapped the component
+#   wasmcloud-core 0.21.1       host: one provider image started twice failed (ETXTBSY)
 # The cargo workspaces point `[patch.crates-io]` at those directories, so this must run
 # before any cargo command; scripts/setup.sh runs it first. Why each fix is needed, and why
 # it is not an upgrade: third_party/README.md.
@@ -99,4 +100,67 @@ old = "Err(err) => Err(err.into()),"
 if src.count(old) != 7:
     sys.exit(f"error: {path}: expected 7 trapping error arms, found {src.count(old)}")
 open(path, "w").write(src.replace(old, "Err(err) => Ok(Err(err.into())),"))
+'
+
+# The host unpacks a provider from a file:// archive into a cache path named after the
+# reference, and rewrote that file in place on every start. Starting the same image as a
+# second provider (two links' stores on one host) opened the binary the first provider
+# was running for writing: "Text file busy", and wadm reported the deployment failed.
+# Write a private file and rename it into place instead; a running process keeps its
+# old inode.
+patch_crate wasmcloud-core 0.21.1 \
+    f42d36f96473fe4f14c4d53265307f91d904bce355c3fa4560139c1d2853ee2e atomic-par-cache-1 '
+import sys
+path = sys.argv[1] + "/src/par.rs"
+src = open(path).read()
+old = """    let new_file = create(&exe).await?;
+    let mut file = match (cache, new_file) {
+        (UseParFileCache::Use, None) => {
+            return Ok((exe, claims));
+        }
+        (UseParFileCache::Ignore, None) => open_file(&exe)
+            .await?
+            .with_context(|| format!("failed to open file [{}]", exe.display()))?,
+        (UseParFileCache::Use, Some(file)) | (UseParFileCache::Ignore, Some(file)) => file,
+    };
+
+    let target = native_target();
+    let buf = par
+        .target_bytes(&target)
+        .with_context(|| format!("target `{target}` not found"))?;
+    file.write_all(&buf).await.context("failed to write")?;
+    file.flush().await.context("failed to flush")?;
+
+    Ok((exe, claims))"""
+new = """    if matches!(cache, UseParFileCache::Use) && fs::metadata(&exe).await.is_ok() {
+        return Ok((exe, claims));
+    }
+    let dir = exe.parent().context("failed to determine parent path")?;
+    fs::create_dir_all(dir)
+        .await
+        .context("failed to create parent directory")?;
+    // neongrid patch (third_party/README.md): never open a cached binary that a running
+    // provider may be executing; write a private file and rename it into place.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let partial = exe.with_extension(format!("partial-{}-{n}", std::process::id()));
+    let mut file = open_file(&partial)
+        .await?
+        .with_context(|| format!("failed to open file [{}]", partial.display()))?;
+
+    let target = native_target();
+    let buf = par
+        .target_bytes(&target)
+        .with_context(|| format!("target `{target}` not found"))?;
+    file.write_all(&buf).await.context("failed to write")?;
+    file.flush().await.context("failed to flush")?;
+    drop(file);
+    fs::rename(&partial, &exe)
+        .await
+        .with_context(|| format!("failed to move provider into [{}]", exe.display()))?;
+
+    Ok((exe, claims))"""
+if src.count(old) != 1:
+    sys.exit(f"error: {path}: the provider cache write is not where the patch expects it")
+open(path, "w").write(src.replace(old, new))
 '
