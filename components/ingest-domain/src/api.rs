@@ -382,18 +382,16 @@ fn decode_reading(key: &str, bytes: &[u8]) -> Result<IngestReading, ApiError> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
-    use crate::plan::{decide, Decision, Effect, StorePlan, Verdict};
+    use crate::plan::Verdict;
     use crate::summary::{Applied, RejectionNote};
-    use crate::{parse_message, Outcome};
+    use crate::test_support::Executor;
 
-    /// Plain maps per target, counters as decimal text as the providers keep
-    /// them; `store` runs ingest's plans, so the API reads what ingest wrote.
+    /// Ingest's loop over maps ([`Executor`]), read through [`Reader`]; `fail` makes
+    /// one kind of call fail.
     #[derive(Default)]
     struct Maps {
-        stores: HashMap<Target, std::collections::BTreeMap<String, Vec<u8>>>,
+        executor: Executor,
         fail: Option<&'static str>,
     }
 
@@ -405,79 +403,26 @@ mod tests {
             }
         }
 
-        fn increment(&mut self, target: &Target, key: &str, delta: u64) -> u64 {
-            let store = self.stores.entry(target.clone()).or_default();
-            let now = store
-                .get(key)
-                .map(|b| std::str::from_utf8(b).unwrap().parse::<u64>().unwrap())
-                .unwrap_or(0)
-                + delta;
-            store.insert(key.to_owned(), now.to_string().into_bytes());
-            now
-        }
-
-        fn set(&mut self, target: &Target, key: String, value: Vec<u8>) {
-            self.stores
-                .entry(target.clone())
-                .or_default()
-                .insert(key, value);
-        }
-
-        /// Ingest's loop over `payload`, every reading accepted.
+        /// Ingest's handling of `payload`, every reading accepted.
         fn ingest(&mut self, payload: &str) {
-            let subject = "neongrid.ingest";
-            for outcome in parse_message(subject, payload.as_bytes()) {
-                let Outcome::Reading(parsed) = outcome else {
-                    panic!("test reading rejected");
-                };
-                let Decision::Store(plan) = decide(subject, &parsed, Verdict::Accepted(None))
-                else {
-                    panic!("not stored");
-                };
-                let seen = self.increment(&Target::Hot, &plan.seen_key, 1);
-                if !StorePlan::is_first_delivery(seen) {
-                    continue;
-                }
-                for effect in &plan.effects {
-                    match effect {
-                        Effect::Increment { target, key, delta } => {
-                            self.increment(target, key, *delta);
-                        }
-                        Effect::Set { target, key, value } => {
-                            self.set(target, key.clone(), value.clone())
-                        }
-                        Effect::Append(append) => {
-                            let seq = self.increment(&append.target, &append.seq_key, 1);
-                            self.set(&append.target, append.key(seq), append.value.clone());
-                        }
-                        Effect::Extreme {
-                            target,
-                            key,
-                            extreme,
-                            value,
-                        } => {
-                            let current = self.stores.get(target).and_then(|s| s.get(key));
-                            if let Some(bytes) = extreme.update(current.map(Vec::as_slice), *value)
-                            {
-                                self.set(target, key.clone(), bytes);
-                            }
-                        }
-                        Effect::Publish(_) => {}
-                    }
-                }
-            }
+            let summary = self
+                .executor
+                .handle("neongrid.ingest", payload.as_bytes(), |_| {
+                    Verdict::Accepted(None)
+                });
+            assert_eq!(summary.rejected, 0, "{summary:?}");
         }
     }
 
     impl Reader for Maps {
         fn get(&mut self, target: &Target, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
             self.check("get")?;
-            Ok(self.stores.get(target).and_then(|s| s.get(key)).cloned())
+            Ok(self.executor.get(target, key).cloned())
         }
 
         fn counter(&mut self, target: &Target, key: &str) -> Result<u64, StoreError> {
             self.check("counter")?;
-            Ok(self.increment(target, key, 0))
+            Ok(self.executor.increment(target, key, 0))
         }
 
         fn get_many(
@@ -499,6 +444,7 @@ mod tests {
             self.check("list_keys")?;
             // Two keys a page, to exercise paging.
             let keys: Vec<String> = self
+                .executor
                 .stores
                 .get(target)
                 .map(|s| s.keys().cloned().collect())
@@ -599,7 +545,11 @@ mod tests {
     fn history_skips_gaps() {
         let mut maps = sample();
         let gap = crate::keys::reading_key(&device("thermo-17"), 2);
-        maps.stores.get_mut(&Target::Archive).unwrap().remove(&gap);
+        maps.executor
+            .stores
+            .get_mut(&Target::Archive)
+            .unwrap()
+            .remove(&gap);
         let seqs: Vec<u64> = history(&mut maps, device("thermo-17"), 10)
             .unwrap()
             .readings
@@ -612,7 +562,7 @@ mod tests {
     #[test]
     fn unknown_devices_are_404_and_nothing_is_created() {
         let mut maps = sample();
-        let before = maps.stores.clone();
+        let before = maps.executor.stores.clone();
         for err in [
             device_detail(&mut maps, device("ghost")).unwrap_err(),
             history(&mut maps, device("ghost"), 5).unwrap_err(),
@@ -620,7 +570,7 @@ mod tests {
             assert_eq!(err.status(), 404);
             assert!(err.to_string().contains("\"ghost\""), "{err}");
         }
-        assert_eq!(maps.stores, before);
+        assert_eq!(maps.executor.stores, before);
     }
 
     #[test]
@@ -654,7 +604,7 @@ mod tests {
             &device("z-9"),
             &telemetry_domain::MetricName::parse("battery_v").unwrap(),
         );
-        maps.set(&Target::Hot, key.clone(), b"{".to_vec());
+        maps.executor.set(&Target::Hot, key.clone(), b"{".to_vec());
         let err = device_detail(&mut maps, device("z-9")).unwrap_err();
         assert_eq!(err.status(), 500);
         assert!(err.to_string().contains(&key), "{err}");

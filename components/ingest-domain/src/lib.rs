@@ -79,6 +79,9 @@ pub mod stats;
 pub mod subject;
 pub mod summary;
 
+#[cfg(test)]
+mod test_support;
+
 pub use alert::{AlertMessage, AlertVerdict, Side};
 pub use keys::{
     history_keys, metrics_bucket, StatsKeys, ARCHIVE_LINK, BUCKET, DEVICES_BUCKET, HOT_LINK,

@@ -289,114 +289,14 @@ fn store_plan(reading: &IngestReading, alert: Option<&AlertVerdict>) -> StorePla
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use telemetry_domain::MetricName;
 
     use super::*;
     use crate::alert::Side;
     use crate::keys::history_keys;
     use crate::stats::{decode_extreme, StatsView};
-    use crate::{parse_message, Outcome, Summary};
-
-    /// The component's loop over plain maps: one map per target, counters kept
-    /// as decimal text as the providers keep them.
-    #[derive(Default)]
-    struct Executor {
-        stores: HashMap<Target, HashMap<String, Vec<u8>>>,
-        published: Vec<Publish>,
-    }
-
-    impl Executor {
-        fn increment(&mut self, target: Target, key: &str, delta: u64) -> u64 {
-            let store = self.stores.entry(target).or_default();
-            let current: u64 = store
-                .get(key)
-                .map(|bytes| std::str::from_utf8(bytes).unwrap().parse().unwrap())
-                .unwrap_or(0);
-            let next = current + delta;
-            store.insert(key.to_owned(), next.to_string().into_bytes());
-            next
-        }
-
-        fn get(&self, target: Target, key: &str) -> Option<&Vec<u8>> {
-            self.stores.get(&target)?.get(key)
-        }
-
-        fn set(&mut self, target: Target, key: String, value: Vec<u8>) {
-            self.stores.entry(target).or_default().insert(key, value);
-        }
-
-        fn counter(&self, key: &str) -> u64 {
-            self.get(Target::Hot, key)
-                .map(|bytes| std::str::from_utf8(bytes).unwrap().parse().unwrap())
-                .unwrap_or(0)
-        }
-
-        fn run(&mut self, effects: &[Effect]) {
-            for effect in effects {
-                match effect {
-                    Effect::Increment { target, key, delta } => {
-                        self.increment(target.clone(), key, *delta);
-                    }
-                    Effect::Set { target, key, value } => {
-                        self.set(target.clone(), key.clone(), value.clone())
-                    }
-                    Effect::Append(append) => {
-                        let seq = self.increment(append.target.clone(), &append.seq_key, 1);
-                        self.set(append.target.clone(), append.key(seq), append.value.clone());
-                    }
-                    Effect::Extreme {
-                        target,
-                        key,
-                        extreme,
-                        value,
-                    } => {
-                        let current = self.get(target.clone(), key).map(Vec::as_slice);
-                        if let Some(bytes) = extreme.update(current, *value) {
-                            self.set(target.clone(), key.clone(), bytes);
-                        }
-                    }
-                    Effect::Publish(publish) => self.published.push(publish.clone()),
-                }
-            }
-        }
-
-        /// Handles one message with `validate` standing in for the validator.
-        fn handle(
-            &mut self,
-            subject: &str,
-            payload: &[u8],
-            validate: impl Fn(&IngestReading) -> Verdict,
-        ) -> Summary {
-            let mut summary = Summary::default();
-            for outcome in parse_message(subject, payload) {
-                match outcome {
-                    Outcome::Rejected(rejected) => {
-                        let message = reject(subject, &rejected);
-                        self.published.push(message.publish());
-                        summary.record(Applied::Rejected(message.note()));
-                    }
-                    Outcome::Reading(parsed) => {
-                        match decide(subject, &parsed, validate(&parsed.reading)) {
-                            Decision::Reject(message) => {
-                                self.published.push(message.publish());
-                                summary.record(Applied::Rejected(message.note()));
-                            }
-                            Decision::Store(plan) => {
-                                let seen = self.increment(Target::Hot, &plan.seen_key, 1);
-                                if StorePlan::is_first_delivery(seen) {
-                                    self.run(&plan.effects);
-                                }
-                                summary.record(plan.applied(seen));
-                            }
-                        }
-                    }
-                }
-            }
-            summary
-        }
-    }
+    use crate::test_support::Executor;
+    use crate::{parse_message, Outcome};
 
     const SUBJECT: &str = "neongrid.readings.thermo-17";
 
@@ -561,10 +461,10 @@ mod tests {
             executor.counter(&stats.sum_pos),
             executor.counter(&stats.sum_neg),
             executor
-                .get(Target::Hot, &stats.min)
+                .get(&Target::Hot, &stats.min)
                 .map(|b| decode_extreme(b).unwrap()),
             executor
-                .get(Target::Hot, &stats.max)
+                .get(&Target::Hot, &stats.max)
                 .map(|b| decode_extreme(b).unwrap()),
         )
         .unwrap();
@@ -580,26 +480,28 @@ mod tests {
         );
         assert_eq!(executor.counter(&device_count_key(&d)), 2);
         assert_eq!(
-            executor.get(Target::DeviceIndex, "thermo-17"),
+            executor.get(&Target::DeviceIndex, "thermo-17"),
             Some(&b"1".to_vec())
         );
 
         // History: one batch-get of the keys, newest first.
         let last_seq: u64 =
-            std::str::from_utf8(executor.get(Target::Archive, &seq_key(&d)).unwrap())
+            std::str::from_utf8(executor.get(&Target::Archive, &seq_key(&d)).unwrap())
                 .unwrap()
                 .parse()
                 .unwrap();
         let history: Vec<IngestReading> = history_keys(&d, last_seq, 10)
             .iter()
-            .map(|key| serde_json::from_slice(executor.get(Target::Archive, key).unwrap()).unwrap())
+            .map(|key| {
+                serde_json::from_slice(executor.get(&Target::Archive, key).unwrap()).unwrap()
+            })
             .collect();
         let ids: Vec<&str> = history.iter().map(|r| r.id().as_str()).collect();
         assert_eq!(ids, ["b", "a"]);
 
         let latest: IngestReading = serde_json::from_slice(
             executor
-                .get(Target::Hot, &latest_key(&d, &metric()))
+                .get(&Target::Hot, &latest_key(&d, &metric()))
                 .unwrap(),
         )
         .unwrap();
