@@ -8,6 +8,7 @@
 
 use telemetry_domain::{DeviceId, MetricName};
 
+use crate::lock::TicketLock;
 use crate::reading_id::ReadingId;
 use crate::stats::Micros;
 
@@ -55,6 +56,8 @@ pub const STATS_SUM_POS: &str = "sum_pos";
 pub const STATS_SUM_NEG: &str = "sum_neg";
 pub const STATS_MIN: &str = "min";
 pub const STATS_MAX: &str = "max";
+pub const STATS_LOCK_TICKET: &str = "lock/ticket";
+pub const STATS_LOCK_SERVING: &str = "lock/serving";
 
 /// Start of every idempotency mark, `seen/<device>/<reading id>`.
 pub const SEEN_PREFIX: &str = "seen/";
@@ -104,6 +107,9 @@ pub struct StatsKeys {
     pub min: String,
     /// `…/max`: the largest value as a JSON number (read-compare-write).
     pub max: String,
+    /// `…/lock/ticket` and `…/lock/serving`: the lock that serialises the
+    /// read-compare-write of `min` and `max` ([`crate::lock`]).
+    pub lock: TicketLock,
 }
 
 impl StatsKeys {
@@ -115,6 +121,10 @@ impl StatsKeys {
             sum_neg: format!("{base}{STATS_SUM_NEG}"),
             min: format!("{base}{STATS_MIN}"),
             max: format!("{base}{STATS_MAX}"),
+            lock: TicketLock {
+                ticket: format!("{base}{STATS_LOCK_TICKET}"),
+                serving: format!("{base}{STATS_LOCK_SERVING}"),
+            },
         }
     }
 
@@ -205,6 +215,14 @@ mod tests {
         );
         assert_eq!(stats.min, "device/thermo-17/stats/temperature_c/min");
         assert_eq!(stats.max, "device/thermo-17/stats/temperature_c/max");
+        assert_eq!(
+            stats.lock.ticket,
+            "device/thermo-17/stats/temperature_c/lock/ticket"
+        );
+        assert_eq!(
+            stats.lock.serving,
+            "device/thermo-17/stats/temperature_c/lock/serving"
+        );
         assert_eq!(stats.sum_key(Micros::NonNegative(0)), stats.sum_pos);
         assert_eq!(stats.sum_key(Micros::Negative(1)), stats.sum_neg);
         let id = ReadingId::parse("r-1").unwrap();
@@ -274,6 +292,8 @@ mod tests {
                     stats.sum_neg,
                     stats.min,
                     stats.max,
+                    stats.lock.ticket,
+                    stats.lock.serving,
                 ]);
             }
             total += keys.len();

@@ -44,7 +44,8 @@
 //! | `hot` | `neongrid` | `device/<id>/stats/<metric>/count` | readings of the metric | increment |
 //! | `hot` | `neongrid` | `device/<id>/stats/<metric>/sum_pos` | sum of non-negative values, micro-units | increment |
 //! | `hot` | `neongrid` | `device/<id>/stats/<metric>/sum_neg` | sum of magnitudes of negative values, micro-units | increment |
-//! | `hot` | `neongrid` | `device/<id>/stats/<metric>/min`, `…/max` | a JSON number | read-compare-write (may race) |
+//! | `hot` | `neongrid` | `device/<id>/stats/<metric>/min`, `…/max` | a JSON number | read-compare-write under the lock |
+//! | `hot` | `neongrid` | `device/<id>/stats/<metric>/lock/ticket`, `…/lock/serving` | the [`lock`] of min and max | increment |
 //! | `hot` | `neongrid` | `seen/<id>/<reading id>` | deliveries of the reading; 1 = first | increment |
 //! | `hot` | `neongrid-devices` | `<id>` | `1`; the key set is the device list | set |
 //! | `hot` | `neongrid-metrics/<id>` | `<metric>` | `1`; the key set is the device's metrics | set |
@@ -55,8 +56,9 @@
 //!   device's metric index too ([`metrics_bucket`]), because `list-keys` has no
 //!   prefix filter; listing one lists exactly the devices, or a device's metrics.
 //! - Hot and archive keys never coincide, so both links may share one store.
-//! - Count and sum are exact under concurrent writers; min and max may race
-//!   ([`stats`] says how, and how precise the sum is).
+//! - Count and sum are exact under concurrent writers ([`stats`] says how
+//!   precise the sum is); min and max are exact too, updated under a ticket lock
+//!   made of two counters ([`lock`] says what happens to a lock whose holder died).
 //! - [`history_keys`] gives the last readings' keys, newest first, for one
 //!   batch-get; a key may have no value (a gap), which readers skip.
 //! - The HTTP API reads exactly these keys ([`api`]), never writes them.
@@ -70,6 +72,7 @@
 pub mod alert;
 pub mod api;
 pub mod keys;
+pub mod lock;
 pub mod message;
 pub mod plan;
 pub mod reading_id;
@@ -87,6 +90,7 @@ pub use keys::{
     history_keys, metrics_bucket, StatsKeys, ARCHIVE_LINK, BUCKET, DEVICES_BUCKET, HOT_LINK,
     MAX_HISTORY_LIMIT,
 };
+pub use lock::{Step, TicketLock, Waiter};
 pub use message::{
     parse_message, IngestReading, Outcome, ParsedReading, Rejected, MAX_MESSAGE_BYTES,
     MAX_READINGS_PER_MESSAGE,

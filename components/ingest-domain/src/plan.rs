@@ -45,10 +45,10 @@ use crate::keys::{
     device_count_key, device_index_key, latest_key, metrics_bucket, reading_key, seen_key, seq_key,
     StatsKeys, ARCHIVE_LINK, BUCKET, DEVICES_BUCKET, DEVICE_INDEX_MARKER, HOT_LINK,
 };
+use crate::lock::TicketLock;
 use crate::message::{IngestReading, ParsedReading, Rejected};
 use crate::reason::{RejectReason, ValidatorRejection};
 use crate::rejected::RejectedMessage;
-use crate::stats::Extreme;
 use crate::subject::alert_subject;
 use crate::summary::Applied;
 
@@ -159,12 +159,14 @@ pub enum Effect {
     /// Take the device's next sequence number `n` by incrementing `seq_key` by
     /// 1, then set [`Append::key`]`(n)` to `value`.
     Append(Append),
-    /// Read `key`, and if [`Extreme::update`] returns bytes, write them back.
-    /// Not atomic: see [`crate::stats`].
-    Extreme {
+    /// Under `lock` ([`crate::lock`]: take a ticket, wait for the turn), read
+    /// `min` and `max`, write back what [`Extreme::update`] returns for each,
+    /// then release the lock, also when an update failed.
+    Extremes {
         target: Target,
-        key: String,
-        extreme: Extreme,
+        lock: TicketLock,
+        min: String,
+        max: String,
         value: f64,
     },
     Publish(Publish),
@@ -227,16 +229,11 @@ fn store_plan(reading: &IngestReading, alert: Option<&AlertVerdict>) -> StorePla
             key: latest_key(device, reading.metric()),
             value: json,
         },
-        Effect::Extreme {
+        Effect::Extremes {
             target: Target::Hot,
-            key: stats.min.clone(),
-            extreme: Extreme::Min,
-            value: reading.value(),
-        },
-        Effect::Extreme {
-            target: Target::Hot,
-            key: stats.max.clone(),
-            extreme: Extreme::Max,
+            lock: stats.lock.clone(),
+            min: stats.min.clone(),
+            max: stats.max.clone(),
             value: reading.value(),
         },
     ];
@@ -385,12 +382,16 @@ mod tests {
                         append.key(7)
                     )
                 }
-                Effect::Extreme {
+                Effect::Extremes {
                     target,
-                    key,
-                    extreme,
+                    lock,
+                    min,
+                    max,
                     value,
-                } => format!("{target:?} {extreme:?} {key} {value}"),
+                } => format!(
+                    "{target:?} under {} min/max {min} {max} {value}",
+                    lock.ticket
+                ),
                 Effect::Publish(publish) => format!("publish {}", publish.subject),
             })
             .collect();
@@ -399,8 +400,7 @@ mod tests {
             [
                 "Archive append device/thermo-17/seq device/thermo-17/reading/00000000000000000007",
                 "Hot set device/thermo-17/latest/temperature_c",
-                "Hot Min device/thermo-17/stats/temperature_c/min 50",
-                "Hot Max device/thermo-17/stats/temperature_c/max 50",
+                "Hot under device/thermo-17/stats/temperature_c/lock/ticket min/max device/thermo-17/stats/temperature_c/min device/thermo-17/stats/temperature_c/max 50",
                 "Hot increment device/thermo-17/stats/temperature_c/sum_pos 50000000",
                 "Hot increment device/thermo-17/stats/temperature_c/count 1",
                 "Hot increment device/thermo-17/count 1",

@@ -18,9 +18,9 @@
 //! about 1.8e13 units over the metric's whole history.
 //!
 //! **Min and max** are read, compared and written back, which `wasi:keyvalue`
-//! cannot do atomically: two writers of the same device and metric can race and
-//! the smaller of two new minimums can be overwritten by the larger. Count and
-//! sum are exact; min and max are best-effort under concurrency.
+//! cannot do atomically; ingest does it under a per-metric ticket lock made of
+//! two counters ([`crate::lock`]), so concurrent writers of one device and
+//! metric take turns and no new minimum or maximum is lost.
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;

@@ -2,6 +2,10 @@
 //! tests and the API's read tests work on what the component would store.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use crate::lock::{Step, Waiter};
+use crate::stats::Extreme;
 
 use crate::message::IngestReading;
 use crate::plan::{decide, reject, Decision, Effect, Publish, StorePlan, Target, Verdict};
@@ -57,16 +61,27 @@ impl Executor {
                     let seq = self.increment(&append.target, &append.seq_key, 1);
                     self.set(&append.target, append.key(seq), append.value.clone());
                 }
-                Effect::Extreme {
+                Effect::Extremes {
                     target,
-                    key,
-                    extreme,
+                    lock,
+                    min,
+                    max,
                     value,
                 } => {
-                    let current = self.get(target, key).map(Vec::as_slice);
-                    if let Some(bytes) = extreme.update(current, *value) {
-                        self.set(target, key.clone(), bytes);
+                    // One writer at a time: the ticket is always served at once.
+                    let ticket = self.increment(target, &lock.ticket, 1);
+                    let serving = self.increment(target, &lock.serving, 0);
+                    assert_eq!(
+                        Waiter::new(ticket).check(serving, Duration::ZERO),
+                        Step::Enter
+                    );
+                    for (key, extreme) in [(min, Extreme::Min), (max, Extreme::Max)] {
+                        let current = self.get(target, key).map(Vec::as_slice);
+                        if let Some(bytes) = extreme.update(current, *value) {
+                            self.set(target, key.clone(), bytes);
+                        }
                     }
+                    self.increment(target, &lock.serving, 1);
                 }
                 Effect::Publish(publish) => self.published.push(publish.clone()),
             }

@@ -1,9 +1,11 @@
 //! The execution loop of `ingest_domain::plan`, against the real interfaces.
 
+use std::time::Instant;
+
 use ingest_domain::{
-    decide, parse_message, reject, AlertVerdict, Applied, Decision, Effect, Outcome, ParsedReading,
-    Publish, RejectReason, RejectedMessage, Side, StorePlan, Summary, Target, ValidatorRejection,
-    Verdict,
+    decide, parse_message, reject, AlertVerdict, Applied, Decision, Effect, Extreme, Outcome,
+    ParsedReading, Publish, RejectReason, RejectedMessage, Side, Step, StorePlan, Summary, Target,
+    TicketLock, ValidatorRejection, Verdict, Waiter,
 };
 
 use crate::neongrid::telemetry::validation as wit;
@@ -173,21 +175,58 @@ fn execute(kv: &mut Kv, effect: &Effect) -> Result<(), String> {
             let seq = kv.increment(&append.target, &append.seq_key, 1)?;
             kv.set(&append.target, &append.key(seq), &append.value)
         }
-        Effect::Extreme {
+        Effect::Extremes {
             target,
-            key,
-            extreme,
+            lock,
+            min,
+            max,
             value,
         } => {
-            let current = kv.get(target, key)?;
-            match extreme.update(current.as_deref(), *value) {
-                Some(bytes) => kv.set(target, key, &bytes),
-                None => Ok(()),
-            }
+            wait_for_turn(kv, target, lock)?;
+            let updated = [(min, Extreme::Min), (max, Extreme::Max)]
+                .into_iter()
+                .try_for_each(|(key, extreme)| {
+                    let current = kv.get(target, key)?;
+                    match extreme.update(current.as_deref(), *value) {
+                        Some(bytes) => kv.set(target, key, &bytes),
+                        None => Ok(()),
+                    }
+                });
+            // Released whatever happened above, or everyone behind waits for the
+            // lock to go stale.
+            let released = kv.increment(target, &lock.serving, 1);
+            updated.and(released.map(drop))
         }
         Effect::Publish(publish_) => {
             send(publish_.clone());
             Ok(())
+        }
+    }
+}
+
+/// Takes a ticket of `lock` and waits until it is served (`ingest_domain::lock`).
+fn wait_for_turn(kv: &mut Kv, target: &Target, lock: &TicketLock) -> Result<(), String> {
+    let ticket = kv.increment(target, &lock.ticket, 1)?;
+    let mut waiter = Waiter::new(ticket);
+    let start = Instant::now();
+    loop {
+        let serving = kv.increment(target, &lock.serving, 0)?;
+        match waiter.check(serving, start.elapsed()) {
+            Step::Enter => return Ok(()),
+            Step::Wait(pause) => std::thread::sleep(pause),
+            Step::Break => {
+                log(
+                    Level::Warn,
+                    LOG_CONTEXT,
+                    &format!(
+                        "lock {} stood still at {serving} for {:?}; taking over ticket {}",
+                        lock.serving,
+                        ingest_domain::lock::STALE_AFTER,
+                        serving + 1
+                    ),
+                );
+                kv.increment(target, &lock.serving, 1)?;
+            }
         }
     }
 }
