@@ -15,9 +15,11 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 
+pub mod browser;
 pub mod http;
 pub mod kv;
 pub mod manifest;
+pub mod pipeline;
 
 /// Every process of a lattice inherits this variable, which is how [`Lattice::processes`]
 /// finds them, whichever of wash, the host or a provider started them.
@@ -64,6 +66,18 @@ pub fn versions() -> Result<HashMap<String, String>> {
 /// real server binding it; picking from the kernel's ephemeral range keeps clashes rare.
 pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Runs a command-line tool (`redis-cli`, `psql`) and returns its stdout; a failure or a
+/// missing tool is an error that says so.
+pub fn run_tool(cmd: &mut Command, what: &str) -> Result<String> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("running {what} (apt-get install {what})"))?;
+    if !out.status.success() {
+        bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Prints a timestamped progress line, so a slow or stuck test shows where it is.
@@ -341,6 +355,21 @@ impl Lattice {
                 (ours && !cmd.trim().is_empty()).then_some((pid, cmd))
             })
             .collect()
+    }
+
+    /// Runs `test` on a lattice started with `wash up` and `extra_args`, then takes the
+    /// lattice down. A failure carries the tails of the lattice's logs; a process that
+    /// outlives `wash down` fails the test too.
+    pub fn run_test(extra_args: &[&str], test: impl FnOnce(&Lattice) -> Result<()>) -> Result<()> {
+        let mut lattice = Self::up_with(extra_args)?;
+        if let Err(err) = test(&lattice) {
+            bail!("{err:#}\n{}", lattice.logs());
+        }
+        let leaked = lattice.down()?;
+        if !leaked.is_empty() {
+            bail!("processes outlived `wash down`: {leaked:?}");
+        }
+        Ok(())
     }
 
     /// `wash down`, then waits for every process of the lattice to exit. Returns the

@@ -97,6 +97,57 @@ impl Manifest {
         Ok(self)
     }
 
+    /// The component named `name`, or an error naming the manifest's components.
+    fn component_mut(&mut self, name: &str) -> Result<&mut Value> {
+        let components = self.components_mut()?;
+        let names: Vec<String> = components
+            .iter()
+            .filter_map(|c| c["name"].as_str().map(str::to_string))
+            .collect();
+        components
+            .iter_mut()
+            .find(|c| c["name"].as_str() == Some(name))
+            .with_context(|| format!("manifest has no component {name:?}; it has {names:?}"))
+    }
+
+    /// Sets `key` in the component's own (`properties.config`) config named `config`,
+    /// e.g. a provider's `url`; fails if the manifest has no such config.
+    pub fn set_component_config(
+        &mut self,
+        component: &str,
+        config: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<&mut Self> {
+        let configs = self
+            .component_mut(component)?
+            .get_mut("properties")
+            .and_then(|p| p.get_mut("config"))
+            .and_then(Value::as_sequence_mut)
+            .with_context(|| format!("component {component:?} has no config"))?;
+        let entry = configs
+            .iter_mut()
+            .find(|c| c["name"].as_str() == Some(config))
+            .with_context(|| format!("component {component:?} has no config {config:?}"))?;
+        let props = entry
+            .get_mut("properties")
+            .and_then(Value::as_mapping_mut)
+            .with_context(|| format!("config {config:?} has no properties"))?;
+        props.insert(Value::from(key), Value::from(value));
+        Ok(self)
+    }
+
+    /// Replaces the component's image.
+    pub fn set_image(&mut self, component: &str, image: &str) -> Result<&mut Self> {
+        let image_slot = self
+            .component_mut(component)?
+            .get_mut("properties")
+            .and_then(|p| p.get_mut("image"))
+            .with_context(|| format!("component {component:?} has no image"))?;
+        *image_slot = Value::from(image);
+        Ok(self)
+    }
+
     pub fn write(&self, path: &Path) -> Result<()> {
         std::fs::write(path, serde_yaml::to_string(&self.doc)?)
             .with_context(|| format!("writing {}", path.display()))

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use neongrid_e2e::kv::{self, Backend, Deployed, COMPONENT};
-use neongrid_e2e::{build_artifact, http, trace, wait_for, Lattice};
+use neongrid_e2e::{build_artifact, http, run_tool, trace, wait_for, Lattice};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use test_servers::{PostgresServer, RedisServer, TestServer};
@@ -337,18 +337,6 @@ fn witness(body: &Value) -> Result<(&str, &str, &str)> {
         (Some(b), Some(k), Some(v)) => Ok((b, k, v)),
         _ => bail!("no witness in the answer: {body}"),
     }
-}
-
-fn run_tool(cmd: &mut Command, what: &str) -> Result<String> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("running {what} (apt-get install {what})"))?;
-    ensure!(
-        out.status.success(),
-        "{what} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// With `psql`: the witness sits in table `neongrid_kv`, its bucket in the `bucket`

@@ -1,0 +1,288 @@
+//! A new validator rolls out by manifest alone while readings flow, and no reading is
+//! lost: `wadm.dev.yaml` is deployed, publishers send readings without pause, and the
+//! application is redeployed with only the validator's image (a new artifact) and rules
+//! changed. Ingest is untouched. Publishers treat a reading as delivered once ingest
+//! answers for it; one that is not answered is sent again with the same id
+//! (at-least-once), which ingest's idempotency makes safe. Afterwards the API must
+//! hold every reading exactly once, and the new rules must be the ones in force.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use ingest_domain::api::{DeviceDetail, History};
+use ingest_domain::Summary;
+use ingest_domain::MAX_HISTORY_LIMIT;
+use neongrid_e2e::pipeline::{self, connect, get_json, reading, runtime};
+use neongrid_e2e::{build_artifact, trace, wait_for, Lattice};
+use tokio::time::timeout;
+
+const MANIFEST: &str = "wadm.dev.yaml";
+const PUBLISHERS: usize = 4;
+const DEVICE: &str = "roll-1";
+/// How long one attempt waits for ingest's answer before sending the reading again.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_ATTEMPTS: usize = 12;
+/// Between one publisher's readings.
+const PAUSE: Duration = Duration::from_millis(10);
+/// Readings flow this long before the rollout starts, and again after it completed.
+const STEADY: Duration = Duration::from_secs(3);
+/// The rule the new validator version brings: a metric the old rules reject.
+const NEW_RULE: (&str, &str) = ("metric.pressure_hpa", "valid=800..1100;alert=950..1050");
+/// The custom section that marks the new artifact's version.
+const VERSION_SECTION: &str = "neongrid-validator-version";
+
+#[test]
+fn validator_rolls_out_by_manifest_while_readings_flow() -> Result<()> {
+    Lattice::run_test(&[], run)
+}
+
+fn run(lattice: &Lattice) -> Result<()> {
+    let mut deployed =
+        pipeline::deploy(lattice, MANIFEST, &["keyvalue-memory.par.gz"], |_| Ok(()))?;
+    let rt = runtime()?;
+
+    // Before: the old rules reject the new metric.
+    let nats = rt.block_on(connect(&deployed.nats_url))?;
+    let before = rt.block_on(pipeline::request(
+        &nats,
+        "neongrid.readings.roll-2",
+        &reading("p-before", "roll-2", "pressure_hpa", 1000.0),
+    ))?;
+    ensure!(
+        before.counts() == (0, 1, 0, 0) && before.rejections[0].code == "unknown_metric",
+        "the old validator should reject pressure_hpa: {before:?}"
+    );
+    let old_image = validator_image(lattice)?;
+
+    // The new version: a distinct artifact (the build stamped with a version section, so
+    // its digest differs) and new rules, both in the manifest only.
+    let v2 = lattice.dir().join("validator-v2.wasm");
+    std::fs::write(
+        &v2,
+        stamped(&std::fs::read(build_artifact("validator.wasm")?)?, "2"),
+    )?;
+    let v2_image = format!("file://{}", v2.display());
+    deployed
+        .manifest
+        .set_image("validator", &v2_image)?
+        .set_component_config(
+            "validator",
+            "neongrid-validation-rules",
+            NEW_RULE.0,
+            NEW_RULE.1,
+        )?;
+    let v2_manifest = lattice.dir().join("wadm.dev.v2.yaml");
+    deployed.manifest.write(&v2_manifest)?;
+
+    // Readings flow throughout.
+    let stop = Arc::new(AtomicBool::new(false));
+    let publishers: Vec<_> = (0..PUBLISHERS)
+        .map(|p| rt.spawn(publish_until(nats.clone(), p, Arc::clone(&stop))))
+        .collect();
+    std::thread::sleep(STEADY);
+    trace("rolling out the new validator");
+    lattice.wash(&["app", "deploy", &v2_manifest.display().to_string()])?;
+    wait_for(
+        "the new validator to replace the old one",
+        Duration::from_secs(120),
+        || Ok((validator_image(lattice)? == v2_image).then_some(())),
+    )?;
+    lattice.wait_deployed(&deployed.app, pipeline::DEPLOY_TIMEOUT)?;
+    trace("new validator in place");
+    std::thread::sleep(STEADY);
+    stop.store(true, Ordering::SeqCst);
+    let mut sent = 0;
+    let mut retried = 0;
+    for publisher in publishers {
+        let (n, r) = rt.block_on(publisher)??;
+        sent += n;
+        retried += r;
+    }
+    trace(&format!(
+        "{sent} readings sent across the rollout ({retried} sent again after no answer); \
+         validator {old_image} -> {v2_image}"
+    ));
+    ensure!(old_image != v2_image, "the validator image did not change");
+    ensure!(
+        sent > 20,
+        "only {sent} readings flowed; the test proves nothing"
+    );
+
+    // Every reading stored exactly once: counted, and archived under consecutive
+    // numbers with distinct ids (the newest 1000, the most one history query returns).
+    let detail: DeviceDetail = get_json(&deployed, &format!("/api/devices/{DEVICE}"))?;
+    let shown = sent.min(MAX_HISTORY_LIMIT);
+    let history: History = get_json(
+        &deployed,
+        &format!("/api/devices/{DEVICE}/history?limit={shown}"),
+    )?;
+    let seqs: Vec<u64> = history.readings.iter().map(|e| e.seq).collect();
+    let mut ids: Vec<String> = history
+        .readings
+        .iter()
+        .map(|e| e.reading.id().to_string())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ensure!(
+        detail.count == sent as u64
+            && ids.len() == shown
+            && seqs
+                == (sent as u64 - shown as u64 + 1..=sent as u64)
+                    .rev()
+                    .collect::<Vec<_>>(),
+        "{sent} readings sent, the API counts {} and archived {} ({} distinct ids) of the \
+         newest {shown}",
+        detail.count,
+        history.readings.len(),
+        ids.len()
+    );
+
+    // After: the new rules are in force, with ingest untouched.
+    let after = rt.block_on(pipeline::request(
+        &nats,
+        "neongrid.readings.roll-2",
+        &reading("p-after", "roll-2", "pressure_hpa", 1000.0),
+    ))?;
+    ensure!(
+        after.counts() == (1, 0, 0, 0),
+        "the new validator should accept pressure_hpa: {after:?}"
+    );
+
+    // What the at-least-once publishers covered: a message whose validator call was cut
+    // off by the swap traps ingest (the `validation` interface has no error case, so a
+    // failed call can't be answered as a retryable rejection) and gets no answer; it was
+    // sent again and stored then. Any other failure fails the test.
+    let failures = pipeline::host_log_failures(lattice);
+    let cut_off = lattice
+        .log("wasmcloud.log")
+        .matches("validation13validate_many")
+        .count();
+    trace(&format!(
+        "{} handler calls failed during the swap, {cut_off} of them in validate-many",
+        failures.len()
+    ));
+    ensure!(
+        failures
+            .iter()
+            .all(|line| line.contains("failed to call component"))
+            && failures.len() == cut_off
+            && cut_off <= retried,
+        "unexpected component failures ({cut_off} validator calls cut off, {retried} readings \
+         sent again):\n{}",
+        failures.join("\n")
+    );
+    Ok(())
+}
+
+/// Publishes readings `roll-<publisher>-<n>` one after another until told to stop, each
+/// until ingest answers for it. Returns how many were sent and how many attempts were
+/// repeated.
+async fn publish_until(
+    nats: async_nats::Client,
+    publisher: usize,
+    stop: Arc<AtomicBool>,
+) -> Result<(usize, usize)> {
+    let mut sent = 0;
+    let mut retried = 0;
+    while !stop.load(Ordering::SeqCst) {
+        let id = format!("roll-{publisher}-{sent}");
+        let body = reading(&id, DEVICE, "temperature_c", 20.0 + (sent % 10) as f64).to_string();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let answer = timeout(
+                ATTEMPT_TIMEOUT,
+                nats.request(format!("neongrid.readings.{DEVICE}"), body.clone().into()),
+            )
+            .await;
+            let summary = match answer {
+                Ok(Ok(reply)) => serde_json::from_slice::<Summary>(&reply.payload)
+                    .map_err(|err| anyhow!("{id}: reply is not a summary: {err}"))?,
+                Ok(Err(err)) => {
+                    trace(&format!("{id} attempt {attempt}: {err}"));
+                    retry_pause(&mut retried, attempt, &id).await?;
+                    continue;
+                }
+                Err(_) => {
+                    trace(&format!(
+                        "{id} attempt {attempt}: no answer in {ATTEMPT_TIMEOUT:?}"
+                    ));
+                    retry_pause(&mut retried, attempt, &id).await?;
+                    continue;
+                }
+            };
+            match summary.counts() {
+                (1, 0, 0, _) | (0, 0, 1, 0) => break,
+                // Not judged (the validator link was briefly unusable): safe to send again.
+                (0, 1, 0, 0) if summary.rejections.iter().all(|r| r.retryable) => {
+                    trace(&format!("{id} attempt {attempt}: {summary:?}"));
+                    retry_pause(&mut retried, attempt, &id).await?;
+                }
+                _ => bail!("{id}: unexpected summary {summary:?}"),
+            }
+        }
+        sent += 1;
+        // A steady trickle rather than a flood: the point is the rollout, not load.
+        tokio::time::sleep(PAUSE).await;
+    }
+    Ok((sent, retried))
+}
+
+async fn retry_pause(retried: &mut usize, attempt: usize, id: &str) -> Result<()> {
+    *retried += 1;
+    if attempt >= MAX_ATTEMPTS {
+        bail!("{id}: no answer after {MAX_ATTEMPTS} attempts");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok(())
+}
+
+/// The image the host runs for the validator component.
+fn validator_image(lattice: &Lattice) -> Result<String> {
+    let inventory = lattice.wash_json(&["get", "inventory"])?;
+    let components = inventory["inventories"][0]["components"]
+        .as_array()
+        .context("no components in inventory")?;
+    let images: Vec<&str> = components
+        .iter()
+        .filter(|c| {
+            c["id"]
+                .as_str()
+                .is_some_and(|id| id.ends_with("-validator"))
+        })
+        .filter_map(|c| c["image_ref"].as_str())
+        .collect();
+    match images.as_slice() {
+        [image] => Ok(image.to_string()),
+        other => Err(anyhow!("expected one validator, found {other:?}")),
+    }
+}
+
+/// `component` with a custom section naming its version appended. Custom sections may
+/// appear anywhere in a component and do not change what it does.
+fn stamped(component: &[u8], version: &str) -> Vec<u8> {
+    let mut payload = leb128(VERSION_SECTION.len());
+    payload.extend_from_slice(VERSION_SECTION.as_bytes());
+    payload.extend_from_slice(version.as_bytes());
+    let mut out = component.to_vec();
+    out.push(0); // custom section id
+    out.extend(leb128(payload.len()));
+    out.extend(payload);
+    out
+}
+
+fn leb128(mut n: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return out;
+        }
+        out.push(byte | 0x80);
+    }
+}
