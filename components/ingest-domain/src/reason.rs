@@ -117,18 +117,14 @@ impl RejectReason {
             Self::TooLarge { .. } => "too_large",
             Self::BadSubject { .. } => "bad_subject",
             Self::NotUtf8 { .. } => "not_utf8",
-            Self::Empty | Self::Field(ReadingError::EmptyBody) => "empty",
-            Self::NotJson { .. } | Self::Field(ReadingError::InvalidJson { .. }) => "not_json",
+            Self::Empty => "empty",
+            Self::NotJson { .. } => "not_json",
             Self::NotObjectOrArray { .. } => "not_object_or_array",
             Self::EmptyArray => "empty_array",
             Self::TooManyReadings { .. } => "too_many_readings",
             Self::UnreadableReading { .. } => "unreadable_reading",
-            Self::NotAnObject { .. } | Self::Field(ReadingError::NotAnObject { .. }) => {
-                "not_an_object"
-            }
-            Self::UnknownField { .. } | Self::Field(ReadingError::UnknownField { .. }) => {
-                "unknown_field"
-            }
+            Self::NotAnObject { .. } => "not_an_object",
+            Self::UnknownField { .. } => "unknown_field",
             Self::Field(ReadingError::MissingField { .. }) => "missing_field",
             Self::Field(ReadingError::Invalid { .. }) | Self::BadId(_) | Self::BadDevice(_) => {
                 "invalid_field"

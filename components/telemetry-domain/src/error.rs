@@ -6,7 +6,6 @@ use thiserror::Error;
 
 use crate::device::{DeviceId, DeviceIdError};
 use crate::excerpt::quoted;
-use crate::reading::ReadingError;
 use crate::responses::ErrorBody;
 use crate::routes::ROUTES_SUMMARY;
 
@@ -41,8 +40,6 @@ pub enum ApiError {
     },
     #[error(transparent)]
     BadDeviceId(#[from] DeviceIdError),
-    #[error(transparent)]
-    BadReading(#[from] ReadingError),
     #[error("request body is larger than {limit} bytes; expected a reading or an array of readings of at most {limit} bytes")]
     BodyTooLarge { limit: usize },
     #[error("bad query: {detail}")]
@@ -113,11 +110,11 @@ pub const STATUS_UNAVAILABLE: u16 = 503;
 impl ApiError {
     /// The HTTP status to answer with.
     ///
-    /// A body that isn't a JSON object at all is a malformed request (400); a
-    /// JSON object with missing, unknown or out-of-rule fields is well-formed
-    /// but unusable (422). Store failures are 503 because they are usually a
-    /// missing link or an unreachable provider, which retrying later can fix;
-    /// unreadable stored data is our own fault (500).
+    /// Posted readings are judged by ingest, which chooses the status of a
+    /// refusal (see `ingest_domain::api::post_outcome`). Store failures are 503
+    /// because they are usually a missing link or an unreachable provider,
+    /// which retrying later can fix; unreadable stored data is our own fault
+    /// (500), and a reply from ingest that is not a summary a bad gateway (502).
     pub fn status(&self) -> u16 {
         match self {
             Self::NoRoute { .. } | Self::DeviceNotFound { .. } => STATUS_NOT_FOUND,
@@ -128,16 +125,6 @@ impl ApiError {
             Self::ReadingsRejected { status, .. } => *status,
             Self::IngestUnavailable { .. } => STATUS_UNAVAILABLE,
             Self::BadIngestReply { .. } => STATUS_BAD_GATEWAY,
-            Self::BadReading(
-                ReadingError::EmptyBody
-                | ReadingError::InvalidJson { .. }
-                | ReadingError::NotAnObject { .. },
-            ) => STATUS_BAD_REQUEST,
-            Self::BadReading(
-                ReadingError::UnknownField { .. }
-                | ReadingError::MissingField { .. }
-                | ReadingError::Invalid { .. },
-            ) => STATUS_UNPROCESSABLE,
             Self::BodyTooLarge { .. } => STATUS_PAYLOAD_TOO_LARGE,
             Self::Store { .. } => STATUS_UNAVAILABLE,
             Self::CorruptData { .. } | Self::Encode { .. } => STATUS_INTERNAL_ERROR,
@@ -172,24 +159,6 @@ impl ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reading::parse_reading_body;
-
-    fn reading_error(body: &str) -> ApiError {
-        parse_reading_body(body.as_bytes()).unwrap_err().into()
-    }
-
-    #[test]
-    fn malformed_bodies_are_400_and_unusable_fields_422() {
-        assert_eq!(reading_error("").status(), 400);
-        assert_eq!(reading_error("{").status(), 400);
-        assert_eq!(reading_error("[]").status(), 400);
-        assert_eq!(reading_error(r#"{"value":1}"#).status(), 422);
-        assert_eq!(reading_error(r#"{"metric":"t","value":"x"}"#).status(), 422);
-        assert_eq!(
-            reading_error(r#"{"metric":"t","value":1,"x":1}"#).status(),
-            422
-        );
-    }
 
     #[test]
     fn device_and_transport_errors_map_to_their_statuses() {

@@ -16,6 +16,6 @@ pub mod excerpt;
 pub use body::{read_body, MAX_BODY_BYTES};
 pub use device::{DeviceId, DeviceIdError};
 pub use error::{ApiError, StoreError};
-pub use reading::{parse_reading_body, MetricName, Reading, ReadingError, Timestamp};
+pub use reading::{MetricName, ReadingError, Timestamp};
 pub use responses::{ErrorBody, Health};
 pub use routes::{route, Route};
