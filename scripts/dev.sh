@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job: a local development lattice running neongrid on the in-memory key-value
-# provider, with a little sample traffic. Runs set-up when needed, builds, `wash up -d`,
-# deploys wadm.dev.yaml through wadm, waits for Deployed, then prints where to look.
+# The main job: a local development lattice running the neongrid pipeline on in-memory
+# key-value providers, with some sample traffic. Runs set-up when needed, builds,
+# `wash up -d`, deploys wadm.dev.yaml through wadm, waits for Deployed, sends readings
+# through the API (which hands them to ingest over NATS), then prints where to look.
 #
 # Environment:
 #   NEONGRID_NATS_PORT  NATS port of the lattice (default 4222, wash's default)
@@ -15,10 +16,11 @@ source "$here/versions.sh"
 cd "$repo"
 
 MANIFEST=wadm.dev.yaml
-APP=neongrid-dev
+APP=neongrid
 NATS_PORT="${NEONGRID_NATS_PORT:-4222}"
-# The http-server link's `address` in wadm.dev.yaml.
+# The http-server link's `address` and the messaging links' `cluster_uris` in wadm.dev.yaml.
 MANIFEST_HTTP_ADDR=127.0.0.1:8000
+MANIFEST_NATS_URL=nats://127.0.0.1:4222
 HTTP_ADDR="127.0.0.1:${NEONGRID_HTTP_PORT:-8000}"
 BASE="http://$HTTP_ADDR"
 STATE="${XDG_STATE_HOME:-$HOME/.local/state}/neongrid/lattice-$NATS_PORT"
@@ -94,11 +96,13 @@ wait_until "a host to join the lattice" 60 \
     bash -c "wash get hosts --output json | grep -q '\"id\"'"
 
 deploy="$MANIFEST"
-if [[ "$HTTP_ADDR" != "$MANIFEST_HTTP_ADDR" ]]; then
-    # Same manifest, another listen address; it stays in the repo root so that its
-    # relative file:// images still resolve against the host's working directory.
-    deploy=".wadm.dev.${HTTP_ADDR##*:}.yaml"
-    sed "s/address: $MANIFEST_HTTP_ADDR/address: $HTTP_ADDR/" "$MANIFEST" >"$deploy"
+if [[ "$HTTP_ADDR" != "$MANIFEST_HTTP_ADDR" || "$NATS_PORT" != 4222 ]]; then
+    # Same manifest, other ports; it stays in the repo root so that its relative
+    # file:// images still resolve against the host's working directory.
+    deploy=".wadm.dev.${HTTP_ADDR##*:}.$NATS_PORT.yaml"
+    sed -e "s|address: $MANIFEST_HTTP_ADDR|address: $HTTP_ADDR|" \
+        -e "s|cluster_uris: $MANIFEST_NATS_URL|cluster_uris: nats://127.0.0.1:$NATS_PORT|" \
+        "$MANIFEST" >"$deploy"
 fi
 echo "==> wash app deploy $deploy"
 wash app deploy "$deploy" | sed 's/^/    /'
@@ -110,26 +114,53 @@ wait_until "$APP to be Deployed" 180 app_deployed
 wait_until "the API at $BASE" 60 curl -fsS "$BASE/healthz"
 
 echo "==> sample traffic"
-send() {
-    printf '    POST /api/devices/%s/readings %s\n      -> ' "$1" "$2"
-    curl -sS -H 'content-type: application/json' -d "$2" "$BASE/api/devices/$1/readings"
+# Ingest subscribes a moment after Deployed; until then a POST answers 503. A reading of
+# a metric no rule names is refused by the validator (422), so it stores nothing.
+ingest_ready() {
+    [[ $(curl -sS -o /dev/null -w '%{http_code}' -H 'content-type: application/json' \
+        -d '{"id":"probe","device":"probe-1","metric":"no_such_metric","value":0,"ts":"2026-11-20T10:00:00Z"}' \
+        "$BASE/api/readings") == 422 ]]
+}
+wait_until "ingest to take readings" 90 ingest_ready
+post() { # <description> <json>
+    printf '    POST /api/readings  (%s)\n      -> ' "$1"
+    curl -sS -H 'content-type: application/json' -d "$2" -w ' (HTTP %{http_code})' \
+        "$BASE/api/readings"
     echo
 }
-send thermo-17 '{"metric":"temperature_c","value":21.4}'
-send thermo-17 '{"metric":"temperature_c","value":21.9}'
-send hygro-3 '{"metric":"humidity_pct","value":41.5}'
-printf '    GET /api/devices/thermo-17\n      -> '
-curl -sS "$BASE/api/devices/thermo-17"
-echo
-printf '    POST a bad reading\n      -> '
-curl -sS -H 'content-type: application/json' -d '{"metric":"temperature_c","value":"hot"}' \
-    -w ' (HTTP %{http_code})' "$BASE/api/devices/thermo-17/readings"
+# A day of readings from three devices in one message; ids only need to be unique per
+# device, and the lattice starts empty.
+batch=$(python3 - <<'PY'
+import json, math
+readings = []
+for hour in range(24):
+    ts = f"2026-11-20T{hour:02d}:00:00Z"
+    readings.append({"id": f"t-{hour}", "device": "thermo-17", "metric": "temperature_c",
+                     "value": round(18 + 6 * math.sin(hour / 24 * 2 * math.pi), 2), "ts": ts})
+    readings.append({"id": f"h-{hour}", "device": "hygro-3", "metric": "humidity_pct",
+                     "value": round(45 + 15 * math.cos(hour / 24 * 2 * math.pi), 2), "ts": ts})
+    if hour % 3 == 0:
+        readings.append({"id": f"b-{hour}", "device": "lab.3", "metric": "battery_v",
+                         "value": round(3.9 - hour * 0.03, 2), "ts": ts})
+print(json.dumps(readings))
+PY
+)
+post "a day of readings from thermo-17, hygro-3 and lab.3" "$batch"
+post "out of the alert band: stored, and an alert on neongrid.alerts.thermo-17" \
+    '{"id":"t-hot","device":"thermo-17","metric":"temperature_c","value":47.5,"ts":"2026-11-21T00:00:00Z"}'
+post "the same reading again: a duplicate, not counted twice" \
+    '{"id":"t-hot","device":"thermo-17","metric":"temperature_c","value":47.5,"ts":"2026-11-21T00:00:00Z"}'
+post "outside the valid range: 422 with the reason" \
+    '{"id":"t-bad","device":"thermo-17","metric":"temperature_c","value":900,"ts":"2026-11-21T00:00:00Z"}'
+printf '    GET /api/devices\n      -> '
+curl -sS "$BASE/api/devices"
 echo
 
 cat <<EOF
 
 neongrid is running: $APP is Deployed on a local lattice (NATS 127.0.0.1:$NATS_PORT).
-  API:        $BASE  (try: curl $BASE/api/devices/thermo-17)
+  dashboard:  $BASE/
+  API:        $BASE/api/devices  (try: curl $BASE/api/devices/thermo-17/history?limit=5)
   status:     wash app list; wash get inventory
   host log:   $WASH_DOWNLOADS_DIR/wasmcloud.log
   stop:       $down_cmd
