@@ -1,0 +1,303 @@
+//! A load generator for the neongrid pipeline, as devices would load it: readings
+//! published on `neongrid.readings.<device>` at a chosen rate, at most `concurrency`
+//! unanswered at a time, each sent again with the same id until ingest answers
+//! (at-least-once; ingest's idempotency keeps the count exact).
+//!
+//! Two latencies are measured. The *reply* latency is publish until ingest's summary
+//! arrives. The *end-to-end* latency is publish until the reading is visible in the
+//! HTTP API: a poller reads each device's count every [`POLL_INTERVAL`], and once a
+//! device's count has grown by k since the start, its first k readings are visible.
+//! That is exact for the count and at most one poll interval late for the time.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+/// How often the poller reads the devices' counts from the API.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// How long one attempt waits for ingest's answer before the reading is sent again.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Attempts per reading before it counts as failed.
+pub const MAX_ATTEMPTS: u32 = 5;
+/// How long, after the last answer, the poller waits for readings to become visible.
+pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What to send, and where.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub nats_url: String,
+    /// The API's base URL, e.g. `http://127.0.0.1:8000`.
+    pub api_url: String,
+    /// Readings per second.
+    pub rate: u32,
+    /// Most readings awaiting ingest's answer at once.
+    pub concurrency: usize,
+    pub duration: Duration,
+    /// Devices the readings are spread over, round robin.
+    pub devices: usize,
+    /// Start of every device id, e.g. `lg-<run>`, so runs never share devices.
+    pub device_prefix: String,
+    /// Print a progress line every second on stderr.
+    pub progress: bool,
+}
+
+/// What a run measured. Latencies are in milliseconds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub sent: u64,
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    /// Readings never answered within [`MAX_ATTEMPTS`].
+    pub failed: u64,
+    /// Attempts sent again after no answer.
+    pub retries: u64,
+    /// Readings seen in the API's counts by the end.
+    pub visible: u64,
+    pub seconds: f64,
+    /// `accepted / seconds`.
+    pub accepted_per_second: f64,
+    pub reply_ms: Percentiles,
+    pub end_to_end_ms: Percentiles,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Percentiles {
+    pub count: usize,
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Percentiles {
+    fn of(mut samples: Vec<Duration>) -> Self {
+        samples.sort_unstable();
+        let at = |q: f64| {
+            if samples.is_empty() {
+                return 0.0;
+            }
+            let i = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
+            samples[i].as_secs_f64() * 1e3
+        };
+        Self {
+            count: samples.len(),
+            p50: at(0.50),
+            p99: at(0.99),
+            max: at(1.0),
+        }
+    }
+}
+
+/// Per device, when each of this run's readings was published, in order.
+type Published = Arc<Mutex<HashMap<String, Vec<Instant>>>>;
+
+#[derive(Default)]
+struct Tally {
+    sent: u64,
+    accepted: u64,
+    duplicates: u64,
+    rejected: u64,
+    failed: u64,
+    retries: u64,
+    reply: Vec<Duration>,
+}
+
+/// Runs the load and returns what it measured.
+pub async fn run(config: &Config) -> Result<Report> {
+    if config.rate == 0 || config.concurrency == 0 || config.devices == 0 {
+        bail!("rate, concurrency and devices must each be at least 1");
+    }
+    let nats = tokio::time::timeout(
+        Duration::from_secs(10),
+        async_nats::connect(&config.nats_url),
+    )
+    .await
+    .with_context(|| format!("timed out connecting to {}", config.nats_url))?
+    .with_context(|| format!("connecting to {}", config.nats_url))?;
+    let devices: Vec<String> = (0..config.devices)
+        .map(|n| format!("{}-{n}", config.device_prefix))
+        .collect();
+    let published: Published = Arc::default();
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+
+    let poller = {
+        let (api, devices, published, done) = (
+            config.api_url.clone(),
+            devices.clone(),
+            Arc::clone(&published),
+            Arc::clone(&done),
+        );
+        std::thread::spawn(move || poll_visibility(&api, &devices, &published, &done))
+    };
+
+    let start = Instant::now();
+    let in_flight = Arc::new(Semaphore::new(config.concurrency));
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(config.rate)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut last_progress = start;
+    let mut n: u64 = 0;
+    while start.elapsed() < config.duration {
+        ticker.tick().await;
+        let permit = Arc::clone(&in_flight).acquire_owned().await?;
+        let device = &devices[(n % devices.len() as u64) as usize];
+        let body = serde_json::json!({
+            "id": format!("r-{n}"), "device": device, "metric": "temperature_c",
+            "value": 15.0 + (n % 200) as f64 / 10.0, "ts": "2026-11-20T10:00:00Z",
+        })
+        .to_string();
+        let subject = format!("neongrid.readings.{device}");
+        published
+            .lock()
+            .unwrap()
+            .entry(device.clone())
+            .or_default()
+            .push(Instant::now());
+        tally.lock().unwrap().sent += 1;
+        let (task_nats, task_tally) = (nats.clone(), Arc::clone(&tally));
+        tasks.spawn(async move {
+            send(&task_nats, subject, body, &task_tally).await;
+            drop(permit);
+        });
+        n += 1;
+        if config.progress && last_progress.elapsed() >= Duration::from_secs(1) {
+            last_progress = Instant::now();
+            let t = tally.lock().unwrap();
+            eprintln!(
+                "[{:>5.1}s] sent {} accepted {} retries {} in flight {}",
+                start.elapsed().as_secs_f64(),
+                t.sent,
+                t.accepted,
+                t.retries,
+                config.concurrency - in_flight.available_permits()
+            );
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+    let seconds = start.elapsed().as_secs_f64();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (visible, end_to_end) = poller
+        .join()
+        .map_err(|_| anyhow::anyhow!("the API poller panicked"))??;
+
+    let t = std::mem::take(&mut *tally.lock().unwrap());
+    Ok(Report {
+        sent: t.sent,
+        accepted: t.accepted,
+        duplicates: t.duplicates,
+        rejected: t.rejected,
+        failed: t.failed,
+        retries: t.retries,
+        visible,
+        seconds,
+        accepted_per_second: t.accepted as f64 / seconds,
+        reply_ms: Percentiles::of(t.reply),
+        end_to_end_ms: Percentiles::of(end_to_end),
+    })
+}
+
+/// Sends one reading until ingest answers, and tallies the answer.
+async fn send(nats: &async_nats::Client, subject: String, body: String, tally: &Mutex<Tally>) {
+    let first = Instant::now();
+    for attempt in 1..=MAX_ATTEMPTS {
+        let answer = tokio::time::timeout(
+            ATTEMPT_TIMEOUT,
+            nats.request(subject.clone(), body.clone().into()),
+        )
+        .await;
+        let summary = match answer {
+            Ok(Ok(reply)) => serde_json::from_slice::<serde_json::Value>(&reply.payload).ok(),
+            _ => None,
+        };
+        let mut t = tally.lock().unwrap();
+        match summary {
+            Some(s) => {
+                t.reply.push(first.elapsed());
+                let count = |field: &str| s[field].as_u64().unwrap_or(0);
+                t.accepted += count("accepted");
+                t.duplicates += count("duplicates");
+                t.rejected += count("rejected");
+                return;
+            }
+            None if attempt < MAX_ATTEMPTS => t.retries += 1,
+            None => t.failed += 1,
+        }
+    }
+}
+
+/// Polls the devices' counts until `done` and everything published is visible (or
+/// [`SETTLE_TIMEOUT`] after `done`); returns how many readings became visible and
+/// the end-to-end latency of each.
+fn poll_visibility(
+    api: &str,
+    devices: &[String],
+    published: &Mutex<HashMap<String, Vec<Instant>>>,
+    done: &std::sync::atomic::AtomicBool,
+) -> Result<(u64, Vec<Duration>)> {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .build();
+    let count = |device: &str| -> Result<u64> {
+        match agent.get(&format!("{api}/api/devices/{device}")).call() {
+            Ok(resp) => {
+                let body: serde_json::Value = serde_json::from_reader(resp.into_reader())?;
+                body["count"]
+                    .as_u64()
+                    .with_context(|| format!("no count for {device}: {body}"))
+            }
+            Err(ureq::Error::Status(404, _)) => Ok(0),
+            Err(err) => Err(err).with_context(|| format!("GET {api}/api/devices/{device}")),
+        }
+    };
+    // Counts before the run, so that only this run's readings are measured.
+    let mut baseline = HashMap::new();
+    for device in devices {
+        baseline.insert(device.clone(), count(device)?);
+    }
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut latencies = Vec::new();
+    let mut done_at = None;
+    loop {
+        let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+        let mut all_visible = true;
+        for device in devices {
+            let visible = (count(device)? - baseline[device]) as usize;
+            let now = Instant::now();
+            let published = published.lock().unwrap();
+            let times = published.get(device).map(Vec::as_slice).unwrap_or_default();
+            let seen = seen.entry(device).or_default();
+            for t in times.iter().take(visible).skip(*seen) {
+                latencies.push(now - *t);
+            }
+            *seen = (*seen).max(visible.min(times.len()));
+            all_visible &= *seen >= times.len();
+        }
+        if finished {
+            let since = *done_at.get_or_insert_with(Instant::now);
+            if all_visible || since.elapsed() >= SETTLE_TIMEOUT {
+                return Ok((seen.values().sum::<usize>() as u64, latencies));
+            }
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_pick_nearest_ranks() {
+        let ms = |n: u64| Duration::from_millis(n);
+        let p = Percentiles::of((1..=100).map(ms).collect());
+        assert_eq!((p.count, p.p50, p.p99, p.max), (100, 50.0, 99.0, 100.0));
+        let one = Percentiles::of(vec![ms(7)]);
+        assert_eq!((one.p50, one.p99), (7.0, 7.0));
+        assert_eq!(Percentiles::of(Vec::new()).count, 0);
+    }
+}
