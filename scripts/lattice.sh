@@ -9,6 +9,7 @@
 #   scripts/lattice.sh down     stop everything and remove the namespaces and links
 #
 # Needs root (ip netns) and iproute2. `up` first removes whatever an earlier run left.
+# NEONGRID_LATTICE_NO_BUILD=1 skips the build (`up` runs scripts/build.sh otherwise).
 #
 #   root namespace: bridge ng-br0 10.77.0.1/24
 #     ng-edge 10.77.0.11   nats-server, wasmcloud_host (neongrid.edge=true)
@@ -215,7 +216,12 @@ PY
 case "${1:-}" in
 up)
     require_root
-    "$here/build.sh" >/dev/null
+    # The e2e test has built already (under its own cargo environment, which would make
+    # cargo rebuild everything here): it sets NEONGRID_LATTICE_NO_BUILD=1.
+    if [[ "${NEONGRID_LATTICE_NO_BUILD:-0}" != 1 ]]; then
+        say "build"
+        "$here/build.sh" >/dev/null
+    fi
     say "removing anything an earlier run left"
     teardown
     rm -rf "$STATE"

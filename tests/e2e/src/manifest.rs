@@ -148,6 +148,27 @@ impl Manifest {
         Ok(self)
     }
 
+    /// Places the component by one host label: its spreadscaler's spread becomes
+    /// `[{name, requirements: {label: "true"}}]`.
+    pub fn place_by_label(&mut self, component: &str, label: &str) -> Result<&mut Self> {
+        let traits = self
+            .component_mut(component)?
+            .get_mut("traits")
+            .and_then(Value::as_sequence_mut)
+            .with_context(|| format!("component {component:?} has no traits"))?;
+        let scaler = traits
+            .iter_mut()
+            .find(|t| t["type"].as_str() == Some("spreadscaler"))
+            .and_then(|t| t.get_mut("properties"))
+            .and_then(Value::as_mapping_mut)
+            .with_context(|| format!("component {component:?} has no spreadscaler"))?;
+        let spread: Value = serde_yaml::from_str(&format!(
+            "- name: {label}\n  requirements:\n    {label}: \"true\"\n"
+        ))?;
+        scaler.insert(Value::from("spread"), spread);
+        Ok(self)
+    }
+
     pub fn write(&self, path: &Path) -> Result<()> {
         std::fs::write(path, serde_yaml::to_string(&self.doc)?)
             .with_context(|| format!("writing {}", path.display()))

@@ -710,3 +710,61 @@ async fn next_message(sub: &mut async_nats::Subscriber) -> Result<Value> {
     trace(&format!("{}: {value}", msg.subject));
     Ok(value)
 }
+
+/// How long one attempt of [`publish_until`] waits for ingest's answer.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Attempts per reading before [`publish_until`] gives up.
+const MAX_ATTEMPTS: usize = 12;
+/// Between one publisher's readings: a steady trickle, not a flood.
+const PUBLISH_PAUSE: Duration = Duration::from_millis(10);
+
+/// Publishes readings `<prefix>-<n>` of `device` one after another until `stop`, each
+/// sent again with the same id until ingest answers for it (at-least-once; ingest's
+/// idempotency keeps the count exact). A reading the validator could not judge is sent
+/// again too; any other refusal fails. Returns (readings sent, attempts repeated).
+pub async fn publish_until(
+    nats: async_nats::Client,
+    device: &'static str,
+    prefix: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<(usize, usize)> {
+    let subject = format!("neongrid.readings.{device}");
+    let (mut sent, mut retried) = (0, 0);
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let id = format!("{prefix}-{sent}");
+        let body = reading(&id, device, "temperature_c", 20.0 + (sent % 10) as f64).to_string();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let answer = timeout(
+                ATTEMPT_TIMEOUT,
+                nats.request(subject.clone(), body.clone().into()),
+            )
+            .await;
+            let why = match answer {
+                Ok(Ok(reply)) => {
+                    let summary: Summary = serde_json::from_slice(&reply.payload)
+                        .map_err(|err| anyhow!("{id}: reply is not a summary: {err}"))?;
+                    match summary.counts() {
+                        (1, 0, 0, _) | (0, 0, 1, 0) => break,
+                        (0, 1, 0, 0) if summary.rejections.iter().all(|r| r.retryable) => {
+                            format!("{summary:?}")
+                        }
+                        _ => bail!("{id}: unexpected summary {summary:?}"),
+                    }
+                }
+                Ok(Err(err)) => err.to_string(),
+                Err(_) => format!("no answer in {ATTEMPT_TIMEOUT:?}"),
+            };
+            trace(&format!("{id} attempt {attempt}: {why}"));
+            retried += 1;
+            if attempt >= MAX_ATTEMPTS {
+                bail!("{id}: no answer after {MAX_ATTEMPTS} attempts");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        sent += 1;
+        tokio::time::sleep(PUBLISH_PAUSE).await;
+    }
+    Ok((sent, retried))
+}

@@ -10,22 +10,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, ensure, Context, Result};
+use anyhow::{anyhow, ensure, Context, Result};
 use ingest_domain::api::{DeviceDetail, History};
-use ingest_domain::Summary;
 use ingest_domain::MAX_HISTORY_LIMIT;
 use neongrid_e2e::pipeline::{self, connect, get_json, reading, runtime};
 use neongrid_e2e::{build_artifact, trace, wait_for, Lattice};
-use tokio::time::timeout;
 
 const MANIFEST: &str = "wadm.dev.yaml";
 const PUBLISHERS: usize = 4;
 const DEVICE: &str = "roll-1";
-/// How long one attempt waits for ingest's answer before sending the reading again.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
-const MAX_ATTEMPTS: usize = 12;
-/// Between one publisher's readings.
-const PAUSE: Duration = Duration::from_millis(10);
 /// Readings flow this long before the rollout starts, and again after it completed.
 const STEADY: Duration = Duration::from_secs(3);
 /// The rule the new validator version brings: a metric the old rules reject.
@@ -79,7 +72,14 @@ fn run(lattice: &Lattice) -> Result<()> {
     // Readings flow throughout.
     let stop = Arc::new(AtomicBool::new(false));
     let publishers: Vec<_> = (0..PUBLISHERS)
-        .map(|p| rt.spawn(publish_until(nats.clone(), p, Arc::clone(&stop))))
+        .map(|p| {
+            rt.spawn(pipeline::publish_until(
+                nats.clone(),
+                DEVICE,
+                format!("roll-{p}"),
+                Arc::clone(&stop),
+            ))
+        })
         .collect();
     std::thread::sleep(STEADY);
     trace("rolling out the new validator");
@@ -174,69 +174,6 @@ fn run(lattice: &Lattice) -> Result<()> {
          sent again):\n{}",
         failures.join("\n")
     );
-    Ok(())
-}
-
-/// Publishes readings `roll-<publisher>-<n>` one after another until told to stop, each
-/// until ingest answers for it. Returns how many were sent and how many attempts were
-/// repeated.
-async fn publish_until(
-    nats: async_nats::Client,
-    publisher: usize,
-    stop: Arc<AtomicBool>,
-) -> Result<(usize, usize)> {
-    let mut sent = 0;
-    let mut retried = 0;
-    while !stop.load(Ordering::SeqCst) {
-        let id = format!("roll-{publisher}-{sent}");
-        let body = reading(&id, DEVICE, "temperature_c", 20.0 + (sent % 10) as f64).to_string();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let answer = timeout(
-                ATTEMPT_TIMEOUT,
-                nats.request(format!("neongrid.readings.{DEVICE}"), body.clone().into()),
-            )
-            .await;
-            let summary = match answer {
-                Ok(Ok(reply)) => serde_json::from_slice::<Summary>(&reply.payload)
-                    .map_err(|err| anyhow!("{id}: reply is not a summary: {err}"))?,
-                Ok(Err(err)) => {
-                    trace(&format!("{id} attempt {attempt}: {err}"));
-                    retry_pause(&mut retried, attempt, &id).await?;
-                    continue;
-                }
-                Err(_) => {
-                    trace(&format!(
-                        "{id} attempt {attempt}: no answer in {ATTEMPT_TIMEOUT:?}"
-                    ));
-                    retry_pause(&mut retried, attempt, &id).await?;
-                    continue;
-                }
-            };
-            match summary.counts() {
-                (1, 0, 0, _) | (0, 0, 1, 0) => break,
-                // Not judged (the validator link was briefly unusable): safe to send again.
-                (0, 1, 0, 0) if summary.rejections.iter().all(|r| r.retryable) => {
-                    trace(&format!("{id} attempt {attempt}: {summary:?}"));
-                    retry_pause(&mut retried, attempt, &id).await?;
-                }
-                _ => bail!("{id}: unexpected summary {summary:?}"),
-            }
-        }
-        sent += 1;
-        // A steady trickle rather than a flood: the point is the rollout, not load.
-        tokio::time::sleep(PAUSE).await;
-    }
-    Ok((sent, retried))
-}
-
-async fn retry_pause(retried: &mut usize, attempt: usize, id: &str) -> Result<()> {
-    *retried += 1;
-    if attempt >= MAX_ATTEMPTS {
-        bail!("{id}: no answer after {MAX_ATTEMPTS} attempts");
-    }
-    tokio::time::sleep(Duration::from_millis(200)).await;
     Ok(())
 }
 
