@@ -57,7 +57,10 @@ pub fn load_dashboard(
 ) -> Result<DashboardView> {
     let root = repo_root();
     let script = root.join("tests/browser/dashboard.mjs");
-    if !root.join("tests/browser/node_modules/playwright-core").is_dir() {
+    if !root
+        .join("tests/browser/node_modules/playwright-core")
+        .is_dir()
+    {
         bail!("playwright-core is not installed in tests/browser: run scripts/setup.sh");
     }
     crate::trace(&format!("headless Chromium: {url}"));
