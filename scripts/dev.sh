@@ -13,6 +13,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 # shellcheck source=scripts/versions.sh
 source "$here/versions.sh"
+# shellcheck source=scripts/lib.sh
+source "$here/lib.sh"
 cd "$repo"
 
 MANIFEST=wadm.dev.yaml
@@ -27,19 +29,6 @@ STATE="${XDG_STATE_HOME:-$HOME/.local/state}/neongrid/lattice-$NATS_PORT"
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-wait_until() { # <what> <seconds> <command...>
-    local what="$1" secs="$2"
-    shift 2
-    local deadline=$((SECONDS + secs))
-    until "$@" >/dev/null 2>&1; do
-        if ((SECONDS >= deadline)); then
-            echo "error: timed out after ${secs}s waiting for $what" >&2
-            echo "       host log: $WASH_DOWNLOADS_DIR/wasmcloud.log" >&2
-            return 1
-        fi
-        sleep 0.5
-    done
-}
 
 echo "==> set-up"
 "$here/setup.sh" | sed 's/^/    /'
@@ -89,6 +78,8 @@ jetstream {
 EOF
 
 echo "==> wash up (offline: binaries from $WASH_DOWNLOADS_DIR)"
+# Set here: WASH_DOWNLOADS_DIR may have changed above.
+WAIT_HINT="host log: $WASH_DOWNLOADS_DIR/wasmcloud.log"
 # shellcheck disable=SC2086 # the version flags are meant to split
 wash up --detached $WASH_UP_VERSION_FLAGS --nats-host 127.0.0.1 --nats-port "$NATS_PORT" \
     --nats-config-file "$STATE/nats.conf" | sed 's/^/    /'

@@ -26,6 +26,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 # shellcheck source=scripts/versions.sh
 source "$here/versions.sh"
+# shellcheck source=scripts/lib.sh
+source "$here/lib.sh"
 cd "$repo"
 
 ROLES=(edge core data)
@@ -39,6 +41,7 @@ CLUSTER_PORT=6222
 # Under /run: it lives as long as the namespaces (until reboot), and the postgres user,
 # which runs the database, can reach it (root's home is private).
 STATE="${NEONGRID_LATTICE_STATE:-/run/neongrid-lattice}"
+WAIT_HINT="logs: $STATE/*/"
 MANIFEST=wadm.yaml
 APP=neongrid
 
@@ -61,18 +64,6 @@ require_root() {
     command -v ip >/dev/null || { echo "error: ip (iproute2) is missing: apt-get install iproute2" >&2; exit 1; }
 }
 
-wait_until() { # <what> <seconds> <command...>
-    local what="$1" secs="$2"
-    shift 2
-    local deadline=$((SECONDS + secs))
-    until "$@" >/dev/null 2>&1; do
-        if ((SECONDS >= deadline)); then
-            echo "error: timed out after ${secs}s waiting for $what (logs: $STATE/*/)" >&2
-            return 1
-        fi
-        sleep 0.5
-    done
-}
 
 # Kills every process running inside our namespaces, then removes namespaces and links.
 teardown() {

@@ -28,7 +28,7 @@ pub const DEVICE_KEY_PREFIX: &str = "device/";
 pub const DEVICES_BUCKET: &str = "neongrid-devices";
 
 /// The value of a device-index or metric-index entry; only the key's presence matters.
-pub const DEVICE_INDEX_MARKER: &[u8] = b"1";
+pub const INDEX_MARKER: &[u8] = b"1";
 
 /// Start of a device's metric index, `neongrid-metrics/<id>`: a bucket per
 /// device on the hot link, whose keys are exactly the metrics the device has

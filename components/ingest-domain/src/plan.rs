@@ -43,7 +43,7 @@ use std::borrow::Cow;
 
 use crate::keys::{
     device_count_key, device_index_key, latest_key, metrics_bucket, reading_key, seen_key, seq_key,
-    StatsKeys, ARCHIVE_LINK, BUCKET, DEVICES_BUCKET, DEVICE_INDEX_MARKER, HOT_LINK,
+    StatsKeys, ARCHIVE_LINK, BUCKET, DEVICES_BUCKET, HOT_LINK, INDEX_MARKER,
 };
 use crate::lock::TicketLock;
 use crate::message::{IngestReading, ParsedReading, Rejected};
@@ -262,12 +262,12 @@ fn store_plan(reading: &IngestReading, alert: Option<&AlertVerdict>) -> StorePla
         Effect::Set {
             target: Target::MetricIndex(device.clone()),
             key: reading.metric().to_string(),
-            value: DEVICE_INDEX_MARKER.to_vec(),
+            value: INDEX_MARKER.to_vec(),
         },
         Effect::Set {
             target: Target::DeviceIndex,
             key: device_index_key(device),
-            value: DEVICE_INDEX_MARKER.to_vec(),
+            value: INDEX_MARKER.to_vec(),
         },
     ]);
     if let Some(alert) = alert {

@@ -27,6 +27,15 @@ const LATTICE: &str = "neongrid";
 /// namespace's NATS server, readings through the edge's.
 const CTL_HOST: &str = "10.77.0.13";
 const EDGE_NATS: &str = "nats://10.77.0.11:4222";
+/// What points wash at that lattice.
+const LATTICE_ARGS: [&str; 6] = [
+    "--lattice",
+    LATTICE,
+    "--ctl-host",
+    CTL_HOST,
+    "--ctl-port",
+    "4222",
+];
 const NAMESPACES: [&str; 3] = ["ng-edge", "ng-core", "ng-data"];
 const STATE_DIR: &str = "/run/neongrid-lattice";
 const DEVICE: &str = "move-1";
@@ -63,14 +72,7 @@ fn lattice(command: &str) -> Result<String> {
 fn wash_json(args: &[&str]) -> Result<Value> {
     let out = Command::new("wash")
         .args(args)
-        .args([
-            "--lattice",
-            LATTICE,
-            "--ctl-host",
-            CTL_HOST,
-            "--ctl-port",
-            "4222",
-        ])
+        .args(LATTICE_ARGS)
         .args(["--output", "json"])
         .current_dir(repo_root())
         .output()
@@ -208,14 +210,7 @@ fn lattice_places_by_label_and_moves_the_validator_by_manifest_alone() -> Result
     let out = Command::new("wash")
         .args(["app", "deploy"])
         .arg(&moved)
-        .args([
-            "--lattice",
-            LATTICE,
-            "--ctl-host",
-            CTL_HOST,
-            "--ctl-port",
-            "4222",
-        ])
+        .args(LATTICE_ARGS)
         .current_dir(repo_root())
         .output()?;
     let _ = std::fs::remove_file(&moved);
