@@ -89,9 +89,11 @@ open(path, "w").write(src.replace(old, new))
 
 # The host returned a provider's key-value error to the component as a value only for
 # `get` and `increment`; for every other operation it trapped the component instead. The
-# interface has an error result for each of them, so hand it over as one.
+# interface has an error result for each of them, so hand it over as one. The same goes
+# for a call that failed in transit (a provider that died mid-call, or is restarting):
+# the component gets an error it can retry instead of a trap that ends its invocation.
 patch_crate wasmcloud-runtime 0.12.0 \
-    f09f94956e3725b8fbf7539cec5523f694943ea4b9e88eba6945c6ce047e83b9 keyvalue-errors-1 '
+    f09f94956e3725b8fbf7539cec5523f694943ea4b9e88eba6945c6ce047e83b9 keyvalue-errors-2 '
 import sys
 path = sys.argv[1] + "/src/component/keyvalue.rs"
 src = open(path).read()
@@ -99,7 +101,24 @@ old = "Err(err) => Err(err.into()),"
 # set, delete, exists, get-many, set-many, delete-many, list-keys
 if src.count(old) != 7:
     sys.exit(f"error: {path}: expected 7 trapping error arms, found {src.count(old)}")
-open(path, "w").write(src.replace(old, "Err(err) => Ok(Err(err.into())),"))
+src = src.replace(old, "Err(err) => Ok(Err(err.into())),")
+call = ".await?\n        {\n"
+# increment, get-many, set-many, delete-many, get, set, delete, exists, list-keys
+if src.count(call) != 9:
+    sys.exit(f"error: {path}: expected 9 wRPC calls, found {src.count(call)}")
+src = src.replace(call, ".await\n        .unwrap_or_else(transport_failure)\n        {\n")
+src += """
+// neongrid patch (third_party/README.md): a wRPC call that failed in transit becomes the
+// interface error `other`, for the component to handle, instead of a trap.
+fn transport_failure<T>(
+    err: anyhow::Error,
+) -> core::result::Result<T, wrpc::wrpc::keyvalue::store::Error> {
+    Err(wrpc::wrpc::keyvalue::store::Error::Other(format!(
+        "key-value call failed in transit: {err:#}"
+    )))
+}
+"""
+open(path, "w").write(src)
 '
 
 # The host unpacks a provider from a file:// archive into a cache path named after the

@@ -1,6 +1,6 @@
 //! The execution loop of `ingest_domain::plan`, against the real interfaces.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ingest_domain::{
     decide, parse_message, reject, AlertVerdict, Applied, Decision, Effect, Extreme, Outcome,
@@ -21,6 +21,15 @@ const LOG_CONTEXT: &str = "neongrid-ingest";
 /// The `code` of a rejection published when the store failed; not one of the
 /// domain's reasons (see `store_failure`).
 const STORE_FAILED_CODE: &str = "store_failed";
+
+/// How long a failing key-value call is tried again before the reading gives up. A
+/// provider that crashes is restarted by its host within a second or two, and a reading
+/// that gives up after its seen mark loses the rest of its effects (see `store`), so
+/// riding out a restart is worth a slow answer.
+const STORE_RETRY_FOR: Duration = Duration::from_secs(10);
+/// The first pause before trying a failed call again; it doubles up to the last.
+const STORE_RETRY_FIRST: Duration = Duration::from_millis(50);
+const STORE_RETRY_MAX: Duration = Duration::from_secs(1);
 
 /// Handles one message and says what became of its readings.
 pub fn ingest(subject: &str, payload: &[u8]) -> Summary {
@@ -265,6 +274,51 @@ struct Kv {
 }
 
 impl Kv {
+    /// Runs one key-value call, trying again while it fails with an error that may
+    /// pass (a provider restarting, a store briefly unreachable), for up to
+    /// [`STORE_RETRY_FOR`]. A call that failed after the store applied it is applied
+    /// twice; that needs the provider to die between doing and answering, a far
+    /// narrower window than giving up on every call in flight.
+    fn retrying<T>(
+        &mut self,
+        operation: &str,
+        key: &str,
+        target: &Target,
+        mut call: impl FnMut(&store::Bucket) -> Result<T, store::Error>,
+    ) -> Result<T, String> {
+        let start = Instant::now();
+        let mut pause = STORE_RETRY_FIRST;
+        loop {
+            let err = match self.bucket(target) {
+                Ok(bucket) => match call(bucket) {
+                    Ok(value) => return Ok(value),
+                    Err(err) => {
+                        let lasting = !matches!(err, store::Error::Other(_));
+                        let err = describe(operation, key, target, err);
+                        if lasting {
+                            return Err(err);
+                        }
+                        err
+                    }
+                },
+                Err(err) => err,
+            };
+            if start.elapsed() + pause > STORE_RETRY_FOR {
+                return Err(format!("{err} (tried for {:?})", start.elapsed()));
+            }
+            log(
+                Level::Warn,
+                LOG_CONTEXT,
+                &format!("{err}; trying again in {pause:?}"),
+            );
+            // Opened again on the next try: the provider behind it may be a new one.
+            self.current = None;
+            self.link = None;
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(STORE_RETRY_MAX);
+        }
+    }
+
     fn bucket(&mut self, target: &Target) -> Result<&store::Bucket, String> {
         let reusable = matches!(&self.current, Some((open, _)) if open == target);
         if !reusable {
@@ -285,23 +339,17 @@ impl Kv {
     }
 
     fn increment(&mut self, target: &Target, key: &str, delta: u64) -> Result<u64, String> {
-        let bucket = self.bucket(target)?;
-        atomics::increment(bucket, key, delta)
-            .map_err(|err| describe("increment", key, target, err))
+        self.retrying("increment", key, target, |bucket| {
+            atomics::increment(bucket, key, delta)
+        })
     }
 
     fn get(&mut self, target: &Target, key: &str) -> Result<Option<Vec<u8>>, String> {
-        let bucket = self.bucket(target)?;
-        bucket
-            .get(key)
-            .map_err(|err| describe("get", key, target, err))
+        self.retrying("get", key, target, |bucket| bucket.get(key))
     }
 
     fn set(&mut self, target: &Target, key: &str, value: &[u8]) -> Result<(), String> {
-        let bucket = self.bucket(target)?;
-        bucket
-            .set(key, value)
-            .map_err(|err| describe("set", key, target, err))
+        self.retrying("set", key, target, |bucket| bucket.set(key, value))
     }
 }
 
