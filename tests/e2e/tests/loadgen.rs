@@ -23,7 +23,7 @@ fn loadgen_reports_what_the_api_stores() -> Result<()> {
             |_| Ok(()),
         )?;
         let config = Config {
-            nats_url: deployed.nats_url.clone(),
+            nats_urls: vec![deployed.nats_url.clone()],
             api_url: deployed.base.clone(),
             rate: RATE,
             concurrency: 16,
@@ -49,7 +49,8 @@ fn loadgen_reports_what_the_api_stores() -> Result<()> {
             report.failed == 0
                 && report.rejected == 0
                 && report.accepted + report.duplicates == report.sent
-                && report.visible == report.sent,
+                && report.visible == report.sent
+                && report.stored == report.accepted,
             "report: {report:?}"
         );
         ensure!(

@@ -1,7 +1,9 @@
 //! A load generator for the neongrid pipeline, as devices would load it: readings
 //! published on `neongrid.readings.<device>` at a chosen rate, at most `concurrency`
-//! unanswered at a time, each sent again with the same id until ingest answers
-//! (at-least-once; ingest's idempotency keeps the count exact).
+//! unanswered at a time, each sent again with the same id until ingest answers with
+//! anything but a retryable refusal (at-least-once; ingest's idempotency keeps the count
+//! exact). Given several NATS servers, it connects to each and sends the readings round
+//! robin, as devices spread over several edge sites would.
 //!
 //! Two latencies are measured. The *reply* latency is publish until ingest's summary
 //! arrives. The *end-to-end* latency is publish until the reading is visible in the
@@ -23,13 +25,16 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Attempts per reading before it counts as failed.
 pub const MAX_ATTEMPTS: u32 = 5;
+/// The pause before a reading is sent again.
+pub const RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// How long, after the last answer, the poller waits for readings to become visible.
 pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What to send, and where.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub nats_url: String,
+    /// One or more NATS servers; each gets its own connection and an equal share.
+    pub nats_urls: Vec<String>,
     /// The API's base URL, e.g. `http://127.0.0.1:8000`.
     pub api_url: String,
     /// Readings per second.
@@ -56,8 +61,11 @@ pub struct Report {
     pub failed: u64,
     /// Attempts sent again after no answer.
     pub retries: u64,
-    /// Readings seen in the API's counts by the end.
+    /// Readings seen in the API's counts by the end, at most the readings sent per device.
     pub visible: u64,
+    /// How much the devices' counts in the API grew, uncapped: equal to `accepted` when
+    /// every reading was stored exactly once, larger if one was stored twice.
+    pub stored: u64,
     pub seconds: f64,
     /// `accepted / seconds`.
     pub accepted_per_second: f64,
@@ -111,13 +119,17 @@ pub async fn run(config: &Config) -> Result<Report> {
     if config.rate == 0 || config.concurrency == 0 || config.devices == 0 {
         bail!("rate, concurrency and devices must each be at least 1");
     }
-    let nats = tokio::time::timeout(
-        Duration::from_secs(10),
-        async_nats::connect(&config.nats_url),
-    )
-    .await
-    .with_context(|| format!("timed out connecting to {}", config.nats_url))?
-    .with_context(|| format!("connecting to {}", config.nats_url))?;
+    if config.nats_urls.is_empty() {
+        bail!("no NATS server given; expected at least one URL such as nats://127.0.0.1:4222");
+    }
+    let mut servers = Vec::new();
+    for url in &config.nats_urls {
+        let client = tokio::time::timeout(Duration::from_secs(10), async_nats::connect(url))
+            .await
+            .with_context(|| format!("timed out connecting to {url}"))?
+            .with_context(|| format!("connecting to {url}"))?;
+        servers.push(client);
+    }
     let devices: Vec<String> = (0..config.devices)
         .map(|n| format!("{}-{n}", config.device_prefix))
         .collect();
@@ -159,7 +171,8 @@ pub async fn run(config: &Config) -> Result<Report> {
             .or_default()
             .push(Instant::now());
         tally.lock().unwrap().sent += 1;
-        let (task_nats, task_tally) = (nats.clone(), Arc::clone(&tally));
+        let task_nats = servers[(n % servers.len() as u64) as usize].clone();
+        let task_tally = Arc::clone(&tally);
         tasks.spawn(async move {
             send(&task_nats, subject, body, &task_tally).await;
             drop(permit);
@@ -181,7 +194,7 @@ pub async fn run(config: &Config) -> Result<Report> {
     while tasks.join_next().await.is_some() {}
     let seconds = start.elapsed().as_secs_f64();
     done.store(true, std::sync::atomic::Ordering::SeqCst);
-    let (visible, end_to_end) = poller
+    let (visible, stored, end_to_end) = poller
         .join()
         .map_err(|_| anyhow::anyhow!("the API poller panicked"))??;
 
@@ -194,11 +207,21 @@ pub async fn run(config: &Config) -> Result<Report> {
         failed: t.failed,
         retries: t.retries,
         visible,
+        stored,
         seconds,
         accepted_per_second: t.accepted as f64 / seconds,
         reply_ms: Percentiles::of(t.reply),
         end_to_end_ms: Percentiles::of(end_to_end),
     })
+}
+
+/// A summary that refuses the reading only for reasons worth another try (a store that
+/// is down, say): the sender must send it again.
+fn only_retryable_refusals(summary: &serde_json::Value) -> bool {
+    let rejections = summary["rejections"].as_array().map(Vec::as_slice);
+    summary["accepted"].as_u64() == Some(0)
+        && summary["duplicates"].as_u64() == Some(0)
+        && rejections.is_some_and(|r| !r.is_empty() && r.iter().all(|r| r["retryable"] == true))
 }
 
 /// Sends one reading until ingest answers, and tallies the answer.
@@ -211,9 +234,16 @@ async fn send(nats: &async_nats::Client, subject: String, body: String, tally: &
         )
         .await;
         let summary = match answer {
-            Ok(Ok(reply)) => serde_json::from_slice::<serde_json::Value>(&reply.payload).ok(),
+            Ok(Ok(reply)) => serde_json::from_slice::<serde_json::Value>(&reply.payload)
+                .ok()
+                .filter(|s| !only_retryable_refusals(s)),
             _ => None,
         };
+        if summary.is_none() && attempt < MAX_ATTEMPTS {
+            // A pause before trying again, so that a store being restarted is not
+            // hammered by every reading in flight at once.
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
         let mut t = tally.lock().unwrap();
         match summary {
             Some(s) => {
@@ -231,14 +261,14 @@ async fn send(nats: &async_nats::Client, subject: String, body: String, tally: &
 }
 
 /// Polls the devices' counts until `done` and everything published is visible (or
-/// [`SETTLE_TIMEOUT`] after `done`); returns how many readings became visible and
-/// the end-to-end latency of each.
+/// [`SETTLE_TIMEOUT`] after `done`); returns how many readings became visible, how much
+/// the counts grew, and the end-to-end latency of each visible reading.
 fn poll_visibility(
     api: &str,
     devices: &[String],
     published: &Mutex<HashMap<String, Vec<Instant>>>,
     done: &std::sync::atomic::AtomicBool,
-) -> Result<(u64, Vec<Duration>)> {
+) -> Result<(u64, u64, Vec<Duration>)> {
     let agent = ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(5))
         .build();
@@ -254,19 +284,40 @@ fn poll_visibility(
             Err(err) => Err(err).with_context(|| format!("GET {api}/api/devices/{device}")),
         }
     };
-    // Counts before the run, so that only this run's readings are measured.
+    // Counts before the run, so that only this run's readings are measured. An API that
+    // does not answer now is misconfigured: say so at once.
     let mut baseline = HashMap::new();
     for device in devices {
-        baseline.insert(device.clone(), count(device)?);
+        baseline.insert(device.as_str(), count(device)?);
     }
+    // During the run the API may fail for a while (a store restarting, a host lost):
+    // the last count stands until it answers again, unless it stays down too long.
+    let mut last = baseline.clone();
+    let mut failing_since: Option<Instant> = None;
     let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut latencies = Vec::new();
     let mut done_at = None;
     loop {
         let finished = done.load(std::sync::atomic::Ordering::SeqCst);
         let mut all_visible = true;
+        let mut all_answered = true;
         for device in devices {
-            let visible = (count(device)? - baseline[device]) as usize;
+            match count(device) {
+                Ok(n) => {
+                    last.insert(device, n);
+                }
+                Err(err) => {
+                    all_answered = false;
+                    let since = *failing_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= SETTLE_TIMEOUT {
+                        return Err(
+                            err.context(format!("the API has not answered for {SETTLE_TIMEOUT:?}"))
+                        );
+                    }
+                    continue;
+                }
+            }
+            let visible = (last[device.as_str()] - baseline[device.as_str()]) as usize;
             let now = Instant::now();
             let published = published.lock().unwrap();
             let times = published.get(device).map(Vec::as_slice).unwrap_or_default();
@@ -277,10 +328,17 @@ fn poll_visibility(
             *seen = (*seen).max(visible.min(times.len()));
             all_visible &= *seen >= times.len();
         }
+        if all_answered {
+            failing_since = None;
+        }
         if finished {
             let since = *done_at.get_or_insert_with(Instant::now);
-            if all_visible || since.elapsed() >= SETTLE_TIMEOUT {
-                return Ok((seen.values().sum::<usize>() as u64, latencies));
+            if (all_visible && all_answered) || since.elapsed() >= SETTLE_TIMEOUT {
+                let grown = devices
+                    .iter()
+                    .map(|d| last[d.as_str()] - baseline[d.as_str()])
+                    .sum();
+                return Ok((seen.values().sum::<usize>() as u64, grown, latencies));
             }
         }
         std::thread::sleep(POLL_INTERVAL);
@@ -299,5 +357,22 @@ mod tests {
         let one = Percentiles::of(vec![ms(7)]);
         assert_eq!((one.p50, one.p99), (7.0, 7.0));
         assert_eq!(Percentiles::of(Vec::new()).count, 0);
+    }
+
+    #[test]
+    fn only_a_wholly_retryable_refusal_is_sent_again() {
+        let summary = |accepted: u64, retryable: &[bool]| {
+            serde_json::json!({
+                "accepted": accepted, "rejected": retryable.len(), "duplicates": 0,
+                "rejections": retryable.iter().map(|r| serde_json::json!({
+                    "index": 0, "code": "store_unavailable", "reason": "down", "retryable": r,
+                })).collect::<Vec<_>>(),
+            })
+        };
+        assert!(only_retryable_refusals(&summary(0, &[true])));
+        assert!(!only_retryable_refusals(&summary(0, &[false])));
+        assert!(!only_retryable_refusals(&summary(0, &[true, false])));
+        assert!(!only_retryable_refusals(&summary(1, &[])));
+        assert!(!only_retryable_refusals(&serde_json::json!({"error": "?"})));
     }
 }

@@ -1,10 +1,11 @@
 //! `neongrid-loadgen`: publishes readings and reports the accepted rate and latencies.
 //!
 //! ```text
-//! neongrid-loadgen [--nats URL] [--api URL] [--rate N] [--concurrency N]
+//! neongrid-loadgen [--nats URL[,URL...]] [--api URL] [--rate N] [--concurrency N]
 //!                  [--duration SECONDS] [--devices N] [--prefix ID] [--quiet]
 //! ```
 //!
+//! Several NATS URLs spread the readings round robin over one connection to each.
 //! Progress goes to stderr every second; the report is one JSON object on stdout.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use neongrid_loadgen::{run, Config};
 
-const USAGE: &str = "usage: neongrid-loadgen [--nats URL] [--api URL] [--rate N] \
+const USAGE: &str = "usage: neongrid-loadgen [--nats URL[,URL...]] [--api URL] [--rate N] \
 [--concurrency N] [--duration SECONDS] [--devices N] [--prefix ID] [--quiet]";
 
 fn main() -> Result<()> {
@@ -22,12 +23,13 @@ fn main() -> Result<()> {
         .build()?;
     let report = runtime.block_on(run(&config))?;
     eprintln!(
-        "{} sent, {} accepted ({:.0}/s), {} failed; reply p50 {:.1} ms p99 {:.1} ms; \
+        "{} sent, {} accepted ({:.0}/s), {} failed, {} stored; reply p50 {:.1} ms p99 {:.1} ms; \
          visible in the API p50 {:.1} ms p99 {:.1} ms",
         report.sent,
         report.accepted,
         report.accepted_per_second,
         report.failed,
+        report.stored,
         report.reply_ms.p50,
         report.reply_ms.p99,
         report.end_to_end_ms.p50,
@@ -40,7 +42,7 @@ fn main() -> Result<()> {
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Config> {
     let run_id = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let mut config = Config {
-        nats_url: "nats://127.0.0.1:4222".into(),
+        nats_urls: vec!["nats://127.0.0.1:4222".into()],
         api_url: "http://127.0.0.1:8000".into(),
         rate: 100,
         concurrency: 32,
@@ -59,7 +61,13 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Config> {
                 .with_context(|| format!("{flag} {text:?}: expected a whole number\n{USAGE}"))
         };
         match flag.as_str() {
-            "--nats" => config.nats_url = value()?,
+            "--nats" => {
+                config.nats_urls = value()?
+                    .split(',')
+                    .filter(|url| !url.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            }
             "--api" => config.api_url = value()?.trim_end_matches('/').to_owned(),
             "--rate" => config.rate = u32::try_from(number(value()?)?)?,
             "--concurrency" => config.concurrency = usize::try_from(number(value()?)?)?,
