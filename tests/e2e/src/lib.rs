@@ -19,6 +19,7 @@ pub mod browser;
 pub mod http;
 pub mod kv;
 pub mod manifest;
+pub mod netns;
 pub mod pipeline;
 
 /// Every process of a lattice inherits this variable, which is how [`Lattice::processes`]

@@ -48,10 +48,16 @@ fn parse(name: &str) -> Result<wadm_types::Manifest> {
     serde_yaml::from_str(&text).with_context(|| format!("{name} is not a wadm manifest"))
 }
 
-/// What remains of a manifest once the three things a deployment may change are removed:
-/// provider images, provider config and placement (scaler spreads). Swapping databases
-/// must leave every component, link, link name, configuration name and instance count
-/// as it is.
+/// The HTTP server's link config, whose listen address is a deployment's choice: loopback
+/// on a developer's machine, every address of an edge host in production.
+const HTTP_CONFIG: &str = "neongrid-http";
+const HTTP_ADDRESS_KEY: &str = "address";
+
+/// What remains of a manifest once the things a deployment may change are removed:
+/// provider images, provider config, placement (scaler spreads, and whether a scaler
+/// places its count once or on every matching host) and the HTTP listen address.
+/// Swapping databases must leave every component, link, link name, configuration name
+/// and instance count as it is.
 fn without_deployment_choices(mut manifest: wadm_types::Manifest) -> wadm_types::Manifest {
     use wadm_types::{Properties, TraitProperty};
     for component in &mut manifest.spec.components {
@@ -62,8 +68,22 @@ fn without_deployment_choices(mut manifest: wadm_types::Manifest) -> wadm_types:
             }
         }
         for t in component.traits.iter_mut().flatten() {
-            if let TraitProperty::SpreadScaler(scaler) = &mut t.properties {
-                scaler.spread.clear();
+            match &mut t.properties {
+                TraitProperty::SpreadScaler(scaler) => {
+                    scaler.spread.clear();
+                    t.trait_type = wadm_types::SPREADSCALER_TRAIT.to_owned();
+                }
+                TraitProperty::Link(link) => {
+                    let configs = link.source.iter_mut().flat_map(|s| s.config.iter_mut());
+                    for config in configs.filter(|c| c.name == HTTP_CONFIG) {
+                        config.properties.iter_mut().flatten().for_each(|(k, v)| {
+                            if k == HTTP_ADDRESS_KEY {
+                                v.clear();
+                            }
+                        });
+                    }
+                }
+                _ => {}
             }
         }
     }
@@ -141,42 +161,43 @@ fn application_and_development_manifests_differ_only_in_providers_and_placement(
 }
 
 /// Each role in wadm.yaml is one label, and the components sit where the manifest's
-/// header says: ingest, api and the builtin providers on edge, the validator on core,
-/// the key-value providers on data.
+/// header says: ingest, api and the builtin providers on every edge host (a
+/// daemonscaler, so that edge hosts scale out), the validator on core, the key-value
+/// providers on data.
 #[test]
 fn application_manifest_places_each_role_by_its_label() -> Result<()> {
+    use wadm_types::{DAEMONSCALER_TRAIT as EVERY_HOST, SPREADSCALER_TRAIT as ONCE};
     let application = parse(APPLICATION)?;
     let expected = [
-        ("ingest", "neongrid.edge"),
-        ("api", "neongrid.edge"),
-        ("messaging", "neongrid.edge"),
-        ("httpserver", "neongrid.edge"),
-        ("validator", "neongrid.core"),
-        ("hot-store", "neongrid.data"),
-        ("archive-store", "neongrid.data"),
+        ("ingest", "neongrid.edge", EVERY_HOST),
+        ("api", "neongrid.edge", EVERY_HOST),
+        ("messaging", "neongrid.edge", EVERY_HOST),
+        ("httpserver", "neongrid.edge", EVERY_HOST),
+        ("validator", "neongrid.core", ONCE),
+        ("hot-store", "neongrid.data", ONCE),
+        ("archive-store", "neongrid.data", ONCE),
     ];
     ensure!(application.spec.components.len() == expected.len());
-    for (name, label) in expected {
+    for (name, label, kind) in expected {
         let component = application
             .components()
             .find(|c| c.name == name)
             .with_context(|| format!("{APPLICATION} has no component {name}"))?;
-        let requirements: Vec<_> = component
+        let placements: Vec<_> = component
             .traits
             .iter()
             .flatten()
             .filter_map(|t| match &t.properties {
-                wadm_types::TraitProperty::SpreadScaler(s) => Some(&s.spread),
+                wadm_types::TraitProperty::SpreadScaler(s) => Some((t.trait_type.as_str(), s)),
                 _ => None,
             })
-            .flatten()
-            .map(|spread| spread.requirements.clone())
+            .flat_map(|(kind, s)| s.spread.iter().map(move |s| (kind, s.requirements.clone())))
             .collect();
         let want: std::collections::BTreeMap<String, String> =
             [(label.to_owned(), "true".to_owned())].into();
         ensure!(
-            requirements == [want],
-            "{name} should be placed by {label}=true alone, found {requirements:?}"
+            placements == [(kind, want)],
+            "{name} should be placed by a {kind} on {label}=true alone, found {placements:?}"
         );
     }
     Ok(())

@@ -1,154 +1,181 @@
-//! The multi-host lattice of `scripts/lattice.sh`: three hosts in their own network
-//! namespaces (edge, core, data), a three-server NATS cluster, wadm, Redis and Postgres
-//! in the data namespace, and `wadm.yaml` deployed onto it. The test checks placement
-//! through the control interface, a reading's way across the hosts, and that moving the
-//! validator from core to edge is a manifest change only: readings keep flowing and are
-//! stored exactly once, and the host runs the very same component. Then `down` must
-//! leave no namespace, link or process behind.
+//! The multi-host lattice of `scripts/lattice.sh`: four hosts in their own network
+//! namespaces (edge1, edge2, core, data), a NATS cluster with one server per namespace,
+//! wadm, Redis and Postgres in the data namespace, and `wadm.yaml` deployed onto it.
+//!
+//! In order, on one lattice:
+//! 1. placement: each host's inventory, read through the control interface, holds
+//!    exactly what the manifest's spreads and daemons put on a host with its labels;
+//! 2. a reading published at the edge, judged on core, stored on data, read back;
+//! 3. the validator moved from core to edge and back by manifest alone, while readings
+//!    flow, each stored once, the same component image throughout;
+//! 4. edge-host loss: edge2's host process killed under load from the load generator
+//!    (at-least-once, through both edge hosts' NATS servers); every reading answered,
+//!    none stored twice, none that was accepted lost (one caught between its seen mark
+//!    and its last write can be: see `Expect`), wadm forgets the host, and a host
+//!    started again gets its share;
+//! 5. the data host's provider processes killed under load: the host restarts them,
+//!    ingest rides out the restart, and every reading is stored exactly once;
+//! 6. `down` leaves no namespace, link or process behind.
 //!
 //! Needs root (network namespaces); it takes over the lattice `scripts/lattice.sh`
 //! manages, so do not run it while you use one.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use neongrid_e2e::manifest::Manifest;
+use neongrid_e2e::netns::{
+    self, component_id, lattice, placement, wait_deployed, wash_deploy, Down, Workload, EDGE1_API,
+    EDGE1_NATS, HOSTS, STATE_DIR,
+};
 use neongrid_e2e::pipeline::{self, connect, reading, runtime, COMPONENTS};
-use neongrid_e2e::{build_artifact, repo_root, trace, wait_for};
+use neongrid_e2e::{build_artifact, http, repo_root, trace, wait_for};
+use neongrid_loadgen::Report;
 use serde_json::Value;
+use std::process::Command;
 
-const SCRIPT: &str = "scripts/lattice.sh";
-const LATTICE: &str = "neongrid";
-/// wash and the test reach the lattice over the bridge: control through the data
-/// namespace's NATS server, readings through the edge's.
-const CTL_HOST: &str = "10.77.0.13";
-const EDGE_NATS: &str = "nats://10.77.0.11:4222";
-/// What points wash at that lattice.
-const LATTICE_ARGS: [&str; 6] = [
-    "--lattice",
-    LATTICE,
-    "--ctl-host",
-    CTL_HOST,
-    "--ctl-port",
-    "4222",
-];
-const NAMESPACES: [&str; 3] = ["ng-edge", "ng-core", "ng-data"];
-const STATE_DIR: &str = "/run/neongrid-lattice";
 const DEVICE: &str = "move-1";
 /// The manifest with the validator moved, written (and removed again) at the repo root.
 const MOVED_MANIFEST: &str = ".wadm.multihost-moved.yaml";
+/// Load during the host loss and the provider restarts: modest, so that the lattice
+/// (four hosts, four NATS servers and two databases on this machine) keeps up, and long
+/// enough to span the failure and the recovery.
+const LOAD_RATE: u32 = 20;
+const LOAD_CONCURRENCY: usize = 16;
+const LOAD_SECONDS: u64 = 15;
+const LOAD_DEVICES: usize = 4;
+/// When, into the load, the failure is caused.
+const FAIL_AFTER: Duration = Duration::from_secs(4);
+/// wadm forgets a silent host after 45 s without a heartbeat (`lattice.sh`), checked
+/// every 22.5 s, and hosts beat every 30 s.
+const REAP_TIMEOUT: Duration = Duration::from_secs(150);
 
-/// Runs `scripts/lattice.sh down` when dropped, so a failing test leaves nothing behind.
-struct Down;
-
-impl Drop for Down {
-    fn drop(&mut self) {
-        let _ = lattice("down");
-    }
+/// What the manifest puts on a host with these labels: every component whose scaler's
+/// spread requirements the labels meet, with its instance count (per host for a
+/// daemonscaler; this lattice has one matching host for every spreadscaler).
+fn expected_on(
+    manifest: &wadm_types::Manifest,
+    labels: &BTreeMap<String, String>,
+) -> BTreeMap<String, u64> {
+    manifest
+        .components()
+        .filter_map(|c| {
+            c.traits.iter().flatten().find_map(|t| match &t.properties {
+                wadm_types::TraitProperty::SpreadScaler(s) if t.is_scaler() => {
+                    let fits = s.spread.iter().any(|spread| {
+                        spread
+                            .requirements
+                            .iter()
+                            .all(|(k, v)| labels.get(k) == Some(v))
+                    });
+                    fits.then(|| (component_id(&c.name), s.instances as u64))
+                }
+                _ => None,
+            })
+        })
+        .collect()
 }
 
-fn lattice(command: &str) -> Result<String> {
-    trace(&format!("{SCRIPT} {command}"));
-    let out = Command::new("timeout")
-        .args(["600", SCRIPT, command])
-        .current_dir(repo_root())
-        .env("NEONGRID_LATTICE_NO_BUILD", "1")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .with_context(|| format!("running {SCRIPT} {command}"))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    ensure!(out.status.success(), "{SCRIPT} {command} failed:\n{text}");
-    Ok(text)
-}
-
-fn wash_json(args: &[&str]) -> Result<Value> {
-    let out = Command::new("wash")
-        .args(args)
-        .args(LATTICE_ARGS)
-        .args(["--output", "json"])
-        .current_dir(repo_root())
-        .output()
-        .context("running wash")?;
-    serde_json::from_slice(&out.stdout).with_context(|| {
-        format!(
-            "`wash {}` printed no JSON: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
-/// What one host runs: the ids of its components and providers, and each component's
-/// image.
-type HostWorkload = (BTreeSet<String>, BTreeMap<String, String>);
-
-/// Each host's workload, by its role label.
-fn placement() -> Result<BTreeMap<String, HostWorkload>> {
-    let inventory = wash_json(&["get", "inventory"])?;
-    let mut by_role = BTreeMap::new();
-    for inv in inventory["inventories"]
-        .as_array()
-        .context("no inventories")?
-    {
-        let role = inv["labels"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .find(|(k, v)| k.starts_with("neongrid.") && *v == "true")
-            .map(|(k, _)| k.trim_start_matches("neongrid.").to_owned())
-            .with_context(|| format!("host without a role label: {}", inv["labels"]))?;
-        let mut ids = BTreeSet::new();
-        let mut images = BTreeMap::new();
-        for c in inv["components"].as_array().into_iter().flatten() {
-            let id = c["id"].as_str().unwrap_or_default().to_owned();
-            images.insert(
-                id.clone(),
-                c["image_ref"].as_str().unwrap_or_default().to_owned(),
+/// Every host runs exactly what `manifest` places on it, components at their instance
+/// counts.
+fn check_placement(
+    manifest: &wadm_types::Manifest,
+    placed: &BTreeMap<String, Workload>,
+) -> Result<()> {
+    for (name, workload) in placed {
+        let want = expected_on(manifest, &workload.labels);
+        let ids: BTreeSet<String> = want.keys().cloned().collect();
+        ensure!(
+            workload.ids() == ids,
+            "host {name} runs {:?}, the manifest places {ids:?} there",
+            workload.ids()
+        );
+        for (id, (_, max)) in &workload.components {
+            ensure!(
+                want[id] == *max,
+                "host {name} runs {id} with {max} instances, the manifest says {}",
+                want[id]
             );
-            ids.insert(id);
         }
-        for p in inv["providers"].as_array().into_iter().flatten() {
-            ids.insert(p["id"].as_str().unwrap_or_default().to_owned());
-        }
-        by_role.insert(role, (ids, images));
     }
-    Ok(by_role)
+    Ok(())
 }
 
-fn ids(list: &[&str]) -> BTreeSet<String> {
-    list.iter().map(|id| format!("neongrid-{id}")).collect()
+fn parse_manifest(path: &std::path::Path) -> Result<wadm_types::Manifest> {
+    serde_yaml::from_str(&std::fs::read_to_string(path)?)
+        .with_context(|| format!("{} is not a wadm manifest", path.display()))
 }
 
-/// `GET` on the API, which listens on the edge namespace's loopback.
 fn api_get(path: &str) -> Result<Value> {
-    let out = Command::new("ip")
-        .args(["netns", "exec", "ng-edge", "curl", "-sS", "-m", "10"])
-        .arg(format!("http://127.0.0.1:8000{path}"))
-        .output()?;
-    serde_json::from_slice(&out.stdout).with_context(|| {
-        format!(
-            "GET {path}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    http::get(&format!("{EDGE1_API}{path}"))?.json()
+}
+
+/// The load generator (`netns::load`) in its own thread.
+fn start_load(prefix: &str) -> std::thread::JoinHandle<Result<Report>> {
+    let config = netns::load(
+        prefix,
+        LOAD_RATE,
+        LOAD_CONCURRENCY,
+        LOAD_SECONDS,
+        LOAD_DEVICES,
+    );
+    std::thread::spawn(move || netns::run_load(&config))
+}
+
+/// What a failure may cost the readings in flight.
+#[derive(Clone, Copy, PartialEq)]
+enum Expect {
+    /// Every reading stored exactly once.
+    ExactlyOnce,
+    /// Nothing stored twice and nothing accepted lost; a reading whose ingest died
+    /// after marking it seen and before its last write may be lost (its resend is
+    /// answered as a duplicate): ingest marks first (`ingest_domain::plan`).
+    NoneTwiceNoneAcceptedLost,
+}
+
+/// Every reading the load generator sent was answered (a resend of a reading whose
+/// answer was lost counts as a duplicate), and stored as `expect` says.
+fn check_delivery(what: &str, report: &Report, expect: Expect) -> Result<()> {
+    trace(&format!(
+        "{what}: {} sent, {} accepted, {} duplicates, {} resent, {} stored, {} lost; \
+         reply p50 {:.1} ms p99 {:.1} ms max {:.0} ms",
+        report.sent,
+        report.accepted,
+        report.duplicates,
+        report.retries,
+        report.stored,
+        report.sent.saturating_sub(report.stored),
+        report.reply_ms.p50,
+        report.reply_ms.p99,
+        report.reply_ms.max
+    ));
+    ensure!(
+        report.sent >= u64::from(LOAD_RATE) * LOAD_SECONDS / 2,
+        "{what}: only {} readings sent",
+        report.sent
+    );
+    ensure!(
+        report.failed == 0
+            && report.rejected == 0
+            && report.accepted + report.duplicates == report.sent,
+        "{what}: not every reading was answered: {report:?}"
+    );
+    let stored_right = match expect {
+        Expect::ExactlyOnce => report.stored == report.sent,
+        Expect::NoneTwiceNoneAcceptedLost => {
+            report.stored >= report.accepted && report.stored <= report.sent
+        }
+    };
+    ensure!(stored_right, "{what}: readings stored wrongly: {report:?}");
+    Ok(())
 }
 
 #[test]
-fn lattice_places_by_label_and_moves_the_validator_by_manifest_alone() -> Result<()> {
-    let uid = Command::new("id").arg("-u").output()?.stdout;
-    ensure!(
-        String::from_utf8_lossy(&uid).trim() == "0",
-        "this test needs root, for network namespaces"
-    );
+fn lattice_places_moves_scales_and_survives_host_and_provider_loss() -> Result<()> {
+    netns::require_root()?;
     for artifact in COMPONENTS
         .iter()
         .chain(&["keyvalue-redis.par.gz", "keyvalue-postgres.par.gz"])
@@ -156,31 +183,38 @@ fn lattice_places_by_label_and_moves_the_validator_by_manifest_alone() -> Result
         build_artifact(artifact)?;
     }
     let down = Down;
-    lattice("up")?;
+    lattice(&["up"])?;
+    let manifest_path = repo_root().join("wadm.yaml");
+    let manifest = parse_manifest(&manifest_path)?;
 
-    // Placement as declared, read from each host's inventory.
-    let placed = placement()?;
-    let roles = |role: &str| {
-        placed
-            .get(role)
-            .map(|(ids, _)| ids.clone())
-            .unwrap_or_default()
-    };
+    // 1. Placement as declared, read from each host's inventory.
+    let placed = wait_for(
+        "every host to run what the manifest places there",
+        Duration::from_secs(60),
+        || {
+            let placed = placement()?;
+            ensure!(
+                placed.keys().map(String::as_str).eq(BTreeSet::from(HOSTS)),
+                "hosts: {:?}",
+                placed.keys()
+            );
+            check_placement(&manifest, &placed)?;
+            Ok(Some(placed))
+        },
+    )?;
+    let ingest = component_id("ingest");
     ensure!(
-        roles("edge") == ids(&["ingest", "api", "messaging", "httpserver"])
-            && roles("core") == ids(&["validator"])
-            && roles("data") == ids(&["hot_store", "archive_store"]),
-        "placement differs from wadm.yaml: {placed:?}"
+        placed["edge1"].components.contains_key(&ingest)
+            && placed["edge2"].components.contains_key(&ingest),
+        "ingest should run on both edge hosts: {placed:?}"
     );
-    let validator = "neongrid-validator".to_owned();
-    let image_before = placed["core"].1[&validator].clone();
 
     let rt = runtime()?;
-    let nats = rt.block_on(connect(EDGE_NATS))?;
+    let nats = rt.block_on(connect(EDGE1_NATS))?;
 
-    // Across the hosts: published at the edge, judged on core, stored on data, read
+    // 2. Across the hosts: published at the edge, judged on core, stored on data, read
     // back through the API on edge.
-    let summary = rt.block_on(neongrid_e2e::pipeline::request(
+    let summary = rt.block_on(pipeline::request(
         &nats,
         "neongrid.readings.cross-1",
         &reading("c-1", "cross-1", "temperature_c", 20.5),
@@ -192,7 +226,72 @@ fn lattice_places_by_label_and_moves_the_validator_by_manifest_alone() -> Result
     let device = api_get("/api/devices/cross-1")?;
     ensure!(device["count"] == 1, "the API on edge: {device}");
 
-    // The move: only the validator's placement label changes in the manifest.
+    // 3. The move, and back: only the validator's placement label changes.
+    move_validator(&rt, &nats, &manifest_path, &placed)?;
+
+    // 4. Edge-host loss under load.
+    let edge2_before = placed["edge2"].host_id.clone();
+    let load = start_load("loss");
+    std::thread::sleep(FAIL_AFTER);
+    lattice(&["host-kill", "edge2"])?;
+    let report = load
+        .join()
+        .map_err(|_| anyhow::anyhow!("the load generator panicked"))??;
+    check_delivery(
+        "edge2 killed under load",
+        &report,
+        Expect::NoneTwiceNoneAcceptedLost,
+    )?;
+    let reaped = format!("Will reap node id={edge2_before}");
+    wait_for("wadm to forget the killed host", REAP_TIMEOUT, || {
+        let log = std::fs::read_to_string(format!("{STATE_DIR}/data/wadm.log"))?;
+        Ok(log.contains(&reaped).then_some(()))
+    })?;
+    trace("wadm reaped edge2");
+    let placed = placement()?;
+    ensure!(
+        !placed.contains_key("edge2"),
+        "edge2 still answers: {placed:?}"
+    );
+    check_placement(&manifest, &placed)?;
+    wait_deployed()?;
+    // A replacement host: wadm puts the edge's share on it, with no deploy.
+    lattice(&["host-start", "edge2"])?;
+    let placed = wait_for(
+        "wadm to place the edge's share on the new edge2",
+        Duration::from_secs(120),
+        || {
+            let placed = placement()?;
+            Ok(check_placement(&manifest, &placed)
+                .ok()
+                .filter(|_| placed.len() == HOSTS.len())
+                .map(|_| placed))
+        },
+    )?;
+    ensure!(
+        placed["edge2"].host_id != edge2_before,
+        "edge2 should be a new host"
+    );
+    wait_deployed()?;
+
+    // 5. The data host's providers killed under load.
+    restart_providers()?;
+
+    drop(down);
+    check_nothing_left()
+}
+
+/// Moves the validator from core to edge by manifest alone while readings flow, then
+/// back with the original manifest; each reading is stored once and the image is the
+/// same throughout.
+fn move_validator(
+    rt: &tokio::runtime::Runtime,
+    nats: &async_nats::Client,
+    manifest_path: &std::path::Path,
+    placed: &BTreeMap<String, Workload>,
+) -> Result<()> {
+    let validator = component_id("validator");
+    let image_before = placed["core"].components[&validator].0.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let publisher = rt.spawn(pipeline::publish_until(
         nats.clone(),
@@ -201,67 +300,129 @@ fn lattice_places_by_label_and_moves_the_validator_by_manifest_alone() -> Result
         Arc::clone(&stop),
     ));
     std::thread::sleep(Duration::from_secs(2));
-    let mut manifest = Manifest::load(&repo_root().join("wadm.yaml"))?;
+    let mut manifest = Manifest::load(manifest_path)?;
     manifest.place_by_label("validator", "neongrid.edge")?;
     // Next to wadm.yaml: wash resolves the file:// images against the manifest's folder.
     let moved = repo_root().join(MOVED_MANIFEST);
     manifest.write(&moved)?;
     trace("redeploying with the validator placed on edge");
-    let out = Command::new("wash")
-        .args(["app", "deploy"])
-        .arg(&moved)
-        .args(LATTICE_ARGS)
-        .current_dir(repo_root())
-        .output()?;
+    let deployed = wash_deploy(&moved);
     let _ = std::fs::remove_file(&moved);
-    ensure!(
-        out.status.success(),
-        "wash app deploy: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    deployed?;
+    let runs_on = |placed: &BTreeMap<String, Workload>| -> BTreeSet<String> {
+        placed
+            .iter()
+            .filter(|(_, w)| w.components.contains_key(&validator))
+            .map(|(name, _)| name.clone())
+            .collect()
+    };
     let after = wait_for(
         "the validator to run on edge only",
         Duration::from_secs(120),
         || {
             let placed = placement()?;
-            let on_edge = placed["edge"].0.contains(&validator);
-            let on_core = placed["core"].0.contains(&validator);
-            Ok((on_edge && !on_core).then_some(placed))
+            let hosts = runs_on(&placed);
+            Ok((hosts.len() == 1 && hosts.iter().all(|h| h.starts_with("edge"))).then_some(placed))
         },
+    )?;
+    let edge = runs_on(&after).into_iter().next().unwrap_or_default();
+    std::thread::sleep(Duration::from_secs(2));
+    trace("redeploying wadm.yaml: the validator back on core");
+    wash_deploy(manifest_path)?;
+    wait_for(
+        "the validator to run on core only",
+        Duration::from_secs(120),
+        || Ok((runs_on(&placement()?) == BTreeSet::from(["core".to_owned()])).then_some(())),
     )?;
     std::thread::sleep(Duration::from_secs(2));
     stop.store(true, Ordering::SeqCst);
     let (sent, retried) = rt.block_on(publisher)??;
     trace(&format!(
-        "{sent} readings across the move, {retried} sent again"
+        "{sent} readings across the move to {edge} and back, {retried} sent again"
     ));
     ensure!(
-        after["edge"].1[&validator] == image_before,
+        after[&edge].components[&validator].0 == image_before,
         "the validator's image changed: {image_before} -> {}",
-        after["edge"].1[&validator]
+        after[&edge].components[&validator].0
     );
     ensure!(sent > 10, "only {sent} readings flowed");
     let device = api_get(&format!("/api/devices/{DEVICE}"))?;
     ensure!(
         device["count"] == sent as u64,
-        "{sent} readings sent across the move, the API counts {}",
+        "{sent} readings sent across the moves, the API counts {}",
         device["count"]
     );
+    wait_deployed()
+}
 
-    drop(down);
-    check_nothing_left()
+/// The pid of the data host's provider process whose cache file names `image`.
+fn provider_pid(image: &str) -> Result<Option<u32>> {
+    let out = Command::new("ip")
+        .args(["netns", "pids", "ng-data"])
+        .output()?;
+    let needle = image.replace(['.', '-', '/'], "_");
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|pid| pid.parse::<u32>().ok())
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|cmd| String::from_utf8_lossy(&cmd).contains(&needle))
+                .unwrap_or(false)
+        }))
+}
+
+/// Kills the Redis provider, then the Postgres one, while the load generator runs; the
+/// host starts each again and no reading is lost or stored twice.
+fn restart_providers() -> Result<()> {
+    let images = ["keyvalue-redis.par.gz", "keyvalue-postgres.par.gz"];
+    let mut before = Vec::new();
+    for image in images {
+        before.push(provider_pid(image)?.with_context(|| format!("no {image} process"))?);
+    }
+    let load = start_load("restart");
+    std::thread::sleep(FAIL_AFTER);
+    for (image, pid) in images.iter().zip(&before) {
+        trace(&format!("killing the {image} provider (pid {pid})"));
+        ensure!(
+            Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status()?
+                .success(),
+            "kill {pid}"
+        );
+        let again = wait_for(
+            &format!("the host to start {image} again"),
+            Duration::from_secs(60),
+            || Ok(provider_pid(image)?.filter(|p| p != pid)),
+        )?;
+        trace(&format!("{image} runs again as pid {again}"));
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let report = load
+        .join()
+        .map_err(|_| anyhow::anyhow!("the load generator panicked"))??;
+    check_delivery("providers killed under load", &report, Expect::ExactlyOnce)?;
+    let placed = placement()?;
+    let providers = &placed["data"].providers;
+    ensure!(
+        providers.contains(&component_id("hot-store"))
+            && providers.contains(&component_id("archive-store")),
+        "the data host's providers after the restarts: {providers:?}"
+    );
+    Ok(())
 }
 
 /// After `down`: no namespace, bridge or veth of ours, and no process that ran from
 /// the lattice's state directory.
 fn check_nothing_left() -> Result<()> {
     let netns = String::from_utf8(Command::new("ip").args(["netns", "list"]).output()?.stdout)?;
-    for ns in NAMESPACES {
-        ensure!(!netns.contains(ns), "namespace {ns} left behind: {netns}");
-    }
+    ensure!(
+        !netns.split_whitespace().any(|ns| ns.starts_with("ng-")),
+        "namespaces left behind: {netns}"
+    );
     let links = String::from_utf8(Command::new("ip").args(["-o", "link"]).output()?.stdout)?;
     ensure!(
-        !links.contains("ng-br0") && !links.contains("ng-edge-h") && !links.contains("ng-data-h"),
+        !links.contains("ng-br0") && !HOSTS.iter().any(|h| links.contains(&format!("ng-{h}-h"))),
         "links left behind:\n{links}"
     );
     let leftovers: Vec<String> = std::fs::read_dir("/proc")?

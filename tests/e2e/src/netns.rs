@@ -1,0 +1,205 @@
+//! Driving the multi-host lattice of `scripts/lattice.sh` (network namespaces; root)
+//! from tests and benches: the script itself, wash pointed at that lattice, each host's
+//! inventory, and the load generator aimed at the edge hosts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use neongrid_loadgen::{Config, Report};
+use serde_json::Value;
+
+use crate::{repo_root, trace};
+
+pub const SCRIPT: &str = "scripts/lattice.sh";
+pub const LATTICE: &str = "neongrid";
+/// wash reaches the lattice over the bridge, through the data namespace's NATS server.
+pub const CTL_HOST: &str = "10.77.0.13";
+pub const EDGE1_NATS: &str = "nats://10.77.0.11:4222";
+pub const EDGE2_NATS: &str = "nats://10.77.0.14:4222";
+/// The API on edge1, the edge host the tests keep up.
+pub const EDGE1_API: &str = "http://10.77.0.11:8000";
+/// What points wash at that lattice.
+pub const LATTICE_ARGS: [&str; 6] = [
+    "--lattice",
+    LATTICE,
+    "--ctl-host",
+    CTL_HOST,
+    "--ctl-port",
+    "4222",
+];
+/// The label `lattice.sh` gives each host, with its name.
+pub const HOST_LABEL: &str = "neongrid.host";
+pub const HOSTS: [&str; 4] = ["edge1", "edge2", "core", "data"];
+pub const STATE_DIR: &str = "/run/neongrid-lattice";
+
+/// Fails unless this process is root, which network namespaces need.
+pub fn require_root() -> Result<()> {
+    let uid = Command::new("id").arg("-u").output()?.stdout;
+    ensure!(
+        String::from_utf8_lossy(&uid).trim() == "0",
+        "the multi-host lattice needs root, for network namespaces"
+    );
+    Ok(())
+}
+
+/// Runs `scripts/lattice.sh down` when dropped, so a failure leaves nothing behind.
+pub struct Down;
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = lattice(&["down"]);
+    }
+}
+
+/// Runs `scripts/lattice.sh <args>` (without its build step: the caller has built).
+pub fn lattice(args: &[&str]) -> Result<String> {
+    trace(&format!("{SCRIPT} {}", args.join(" ")));
+    let out = Command::new("timeout")
+        .arg("600")
+        .arg(SCRIPT)
+        .args(args)
+        .current_dir(repo_root())
+        // Under cargo's environment the script's own build would rebuild everything.
+        .env("NEONGRID_LATTICE_NO_BUILD", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("running {SCRIPT} {}", args.join(" ")))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        out.status.success(),
+        "{SCRIPT} {} failed:\n{text}",
+        args.join(" ")
+    );
+    Ok(text)
+}
+
+/// `wash <args> --output json` against the lattice.
+pub fn wash_json(args: &[&str]) -> Result<Value> {
+    let out = Command::new("wash")
+        .args(args)
+        .args(LATTICE_ARGS)
+        .args(["--output", "json"])
+        .current_dir(repo_root())
+        .output()
+        .context("running wash")?;
+    serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "`wash {}` printed no JSON: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+pub fn wash_deploy(manifest: &Path) -> Result<()> {
+    let out = Command::new("wash")
+        .args(["app", "deploy"])
+        .arg(manifest)
+        .args(LATTICE_ARGS)
+        .current_dir(repo_root())
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "wash app deploy {}: {}",
+        manifest.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+pub fn wait_deployed() -> Result<()> {
+    crate::wait_for("the app to be Deployed", Duration::from_secs(120), || {
+        let status = wash_json(&["app", "status", LATTICE])?;
+        Ok((status["status"]["status"]["type"] == "deployed").then_some(()))
+    })
+}
+
+/// What one host runs, from its inventory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workload {
+    pub host_id: String,
+    pub labels: BTreeMap<String, String>,
+    /// Component id → (image, max instances).
+    pub components: BTreeMap<String, (String, u64)>,
+    pub providers: BTreeSet<String>,
+}
+
+impl Workload {
+    pub fn ids(&self) -> BTreeSet<String> {
+        self.components
+            .keys()
+            .chain(&self.providers)
+            .cloned()
+            .collect()
+    }
+}
+
+/// Each host's workload, by its name (its [`HOST_LABEL`]).
+pub fn placement() -> Result<BTreeMap<String, Workload>> {
+    let inventory = wash_json(&["get", "inventory"])?;
+    let mut by_name = BTreeMap::new();
+    for inv in inventory["inventories"]
+        .as_array()
+        .context("no inventories")?
+    {
+        let labels: BTreeMap<String, String> = serde_json::from_value(inv["labels"].clone())?;
+        let name = labels
+            .get(HOST_LABEL)
+            .with_context(|| format!("host without a {HOST_LABEL} label: {labels:?}"))?
+            .clone();
+        let str_of = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        let workload = Workload {
+            host_id: str_of(&inv["host_id"]),
+            labels,
+            components: inv["components"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| {
+                    let max = c["max_instances"].as_u64().unwrap_or_default();
+                    (str_of(&c["id"]), (str_of(&c["image_ref"]), max))
+                })
+                .collect(),
+            providers: inv["providers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| str_of(&p["id"]))
+                .collect(),
+        };
+        by_name.insert(name, workload);
+    }
+    Ok(by_name)
+}
+
+/// wadm's id for a manifest component: `<app>-<name>`, dashes in the name made `_`.
+pub fn component_id(name: &str) -> String {
+    format!("{LATTICE}-{}", name.replace('-', "_"))
+}
+
+/// The load generator's settings for this lattice: readings through both edge hosts'
+/// NATS servers (as devices at two sites), visibility read from edge1's API.
+pub fn load(prefix: &str, rate: u32, concurrency: usize, seconds: u64, devices: usize) -> Config {
+    Config {
+        nats_urls: vec![EDGE1_NATS.into(), EDGE2_NATS.into()],
+        api_url: EDGE1_API.into(),
+        rate,
+        concurrency,
+        duration: Duration::from_secs(seconds),
+        devices,
+        device_prefix: prefix.into(),
+        progress: false,
+    }
+}
+
+/// Runs the load generator on its own runtime.
+pub fn run_load(config: &Config) -> Result<Report> {
+    crate::pipeline::runtime()?.block_on(neongrid_loadgen::run(config))
+}
