@@ -16,9 +16,8 @@
 use std::fmt::Write as _;
 
 use anyhow::{ensure, Result};
-use neongrid_e2e::netns::{self, lattice, Down};
-use neongrid_e2e::pipeline::COMPONENTS;
-use neongrid_e2e::{build_artifact, repo_root, trace};
+use neongrid_e2e::netns::{self, lattice};
+use neongrid_e2e::{repo_root, trace};
 use neongrid_loadgen::Report;
 
 const SATURATED_RATE: u32 = 400;
@@ -44,15 +43,7 @@ struct Figures {
 }
 
 fn main() -> Result<()> {
-    netns::require_root()?;
-    for artifact in COMPONENTS
-        .iter()
-        .chain(&["keyvalue-redis.par.gz", "keyvalue-postgres.par.gz"])
-    {
-        build_artifact(artifact)?;
-    }
-    let down = Down;
-    lattice(&["up"])?;
+    let down = netns::up()?;
     // Warm-up: first calls compile and cache; none of it is measured.
     netns::run_load(&netns::load(
         "warm",

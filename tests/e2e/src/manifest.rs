@@ -151,6 +151,14 @@ impl Manifest {
     /// Places the component by one host label: its spreadscaler's spread becomes
     /// `[{name, requirements: {label: "true"}}]`.
     pub fn place_by_label(&mut self, component: &str, label: &str) -> Result<&mut Self> {
+        self.place_by_labels(component, &[label])
+    }
+
+    /// Places the component by several host labels, one spread each (wadm divides the
+    /// instances among them): `[{name, requirements: {label: "true"}}, ...]`, each spread
+    /// named after its label's last segment (`core` for `neongrid.core`), as wadm.yaml
+    /// names them: wadm tells a spread's instances by its name.
+    pub fn place_by_labels(&mut self, component: &str, labels: &[&str]) -> Result<&mut Self> {
         let traits = self
             .component_mut(component)?
             .get_mut("traits")
@@ -162,10 +170,14 @@ impl Manifest {
             .and_then(|t| t.get_mut("properties"))
             .and_then(Value::as_mapping_mut)
             .with_context(|| format!("component {component:?} has no spreadscaler"))?;
-        let spread: Value = serde_yaml::from_str(&format!(
-            "- name: {label}\n  requirements:\n    {label}: \"true\"\n"
-        ))?;
-        scaler.insert(Value::from("spread"), spread);
+        let spread: String = labels
+            .iter()
+            .map(|label| {
+                let name = label.rsplit('.').next().unwrap_or(label);
+                format!("- name: {name}\n  requirements:\n    {label}: \"true\"\n")
+            })
+            .collect();
+        scaler.insert(Value::from("spread"), serde_yaml::from_str(&spread)?);
         Ok(self)
     }
 

@@ -48,6 +48,21 @@ pub fn require_root() -> Result<()> {
 /// Runs `scripts/lattice.sh down` when dropped, so a failure leaves nothing behind.
 pub struct Down;
 
+/// What `wadm.yaml` needs built, beyond the components.
+const PROVIDERS: [&str; 2] = ["keyvalue-redis.par.gz", "keyvalue-postgres.par.gz"];
+
+/// Checks for root and the built artifacts, then `scripts/lattice.sh up`; the lattice
+/// goes down again when the returned guard is dropped.
+pub fn up() -> Result<Down> {
+    require_root()?;
+    for artifact in crate::pipeline::COMPONENTS.iter().chain(&PROVIDERS) {
+        crate::build_artifact(artifact)?;
+    }
+    let down = Down;
+    lattice(&["up"])?;
+    Ok(down)
+}
+
 impl Drop for Down {
     fn drop(&mut self) {
         let _ = lattice(&["down"]);

@@ -28,11 +28,11 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use neongrid_e2e::manifest::Manifest;
 use neongrid_e2e::netns::{
-    self, component_id, lattice, placement, wait_deployed, wash_deploy, Down, Workload, EDGE1_API,
+    self, component_id, lattice, placement, wait_deployed, wash_deploy, Workload, EDGE1_API,
     EDGE1_NATS, HOSTS, STATE_DIR,
 };
-use neongrid_e2e::pipeline::{self, connect, reading, runtime, COMPONENTS};
-use neongrid_e2e::{build_artifact, http, repo_root, trace, wait_for};
+use neongrid_e2e::pipeline::{self, connect, reading, runtime};
+use neongrid_e2e::{http, repo_root, trace, wait_for};
 use neongrid_loadgen::Report;
 use serde_json::Value;
 use std::process::Command;
@@ -175,15 +175,7 @@ fn check_delivery(what: &str, report: &Report, expect: Expect) -> Result<()> {
 
 #[test]
 fn lattice_places_moves_scales_and_survives_host_and_provider_loss() -> Result<()> {
-    netns::require_root()?;
-    for artifact in COMPONENTS
-        .iter()
-        .chain(&["keyvalue-redis.par.gz", "keyvalue-postgres.par.gz"])
-    {
-        build_artifact(artifact)?;
-    }
-    let down = Down;
-    lattice(&["up"])?;
+    let down = netns::up()?;
     let manifest_path = repo_root().join("wadm.yaml");
     let manifest = parse_manifest(&manifest_path)?;
 
@@ -282,8 +274,12 @@ fn lattice_places_moves_scales_and_survives_host_and_provider_loss() -> Result<(
 }
 
 /// Moves the validator from core to edge by manifest alone while readings flow, then
-/// back with the original manifest; each reading is stored once and the image is the
-/// same throughout.
+/// back; each reading is stored once and the image is the same throughout.
+///
+/// Each move is two deploys, as an operator would do it: first the validator is placed
+/// on both roles, so the new place runs before the old one stops; then on the new role
+/// alone. (In one step wadm stops the instances on the no-longer-eligible host before it
+/// starts new ones, and ingest's validator calls trap in between.)
 fn move_validator(
     rt: &tokio::runtime::Runtime,
     nats: &async_nats::Client,
@@ -292,6 +288,19 @@ fn move_validator(
 ) -> Result<()> {
     let validator = component_id("validator");
     let image_before = placed["core"].components[&validator].0.clone();
+    let runs_on = |placed: &BTreeMap<String, Workload>| -> BTreeSet<&'static str> {
+        placed
+            .iter()
+            .filter(|(_, w)| w.components.contains_key(&validator))
+            .filter_map(|(_, w)| {
+                ["core", "edge"].into_iter().find(|role| {
+                    w.labels
+                        .get(&format!("neongrid.{role}"))
+                        .is_some_and(|v| v == "true")
+                })
+            })
+            .collect()
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let publisher = rt.spawn(pipeline::publish_until(
         nats.clone(),
@@ -300,50 +309,53 @@ fn move_validator(
         Arc::clone(&stop),
     ));
     std::thread::sleep(Duration::from_secs(2));
-    let mut manifest = Manifest::load(manifest_path)?;
-    manifest.place_by_label("validator", "neongrid.edge")?;
-    // Next to wadm.yaml: wash resolves the file:// images against the manifest's folder.
-    let moved = repo_root().join(MOVED_MANIFEST);
-    manifest.write(&moved)?;
-    trace("redeploying with the validator placed on edge");
-    let deployed = wash_deploy(&moved);
-    let _ = std::fs::remove_file(&moved);
-    deployed?;
-    let runs_on = |placed: &BTreeMap<String, Workload>| -> BTreeSet<String> {
-        placed
-            .iter()
-            .filter(|(_, w)| w.components.contains_key(&validator))
-            .map(|(name, _)| name.clone())
-            .collect()
-    };
-    let after = wait_for(
-        "the validator to run on edge only",
-        Duration::from_secs(120),
-        || {
-            let placed = placement()?;
-            let hosts = runs_on(&placed);
-            Ok((hosts.len() == 1 && hosts.iter().all(|h| h.starts_with("edge"))).then_some(placed))
-        },
-    )?;
-    let edge = runs_on(&after).into_iter().next().unwrap_or_default();
-    std::thread::sleep(Duration::from_secs(2));
-    trace("redeploying wadm.yaml: the validator back on core");
-    wash_deploy(manifest_path)?;
-    wait_for(
-        "the validator to run on core only",
-        Duration::from_secs(120),
-        || Ok((runs_on(&placement()?) == BTreeSet::from(["core".to_owned()])).then_some(())),
-    )?;
-    std::thread::sleep(Duration::from_secs(2));
+    let mut images = BTreeSet::new();
+    let steps: [(&[&str], &[&str]); 4] = [
+        (&["core", "edge"], &["core", "edge"]),
+        (&["edge"], &["edge"]),
+        (&["edge", "core"], &["core", "edge"]),
+        (&["core"], &["core"]),
+    ];
+    for (labels, roles) in steps {
+        let mut manifest = Manifest::load(manifest_path)?;
+        let labels: Vec<String> = labels.iter().map(|l| format!("neongrid.{l}")).collect();
+        manifest.place_by_labels(
+            "validator",
+            &labels.iter().map(String::as_str).collect::<Vec<_>>(),
+        )?;
+        // Next to wadm.yaml: wash resolves the file:// images against its folder.
+        let moved = repo_root().join(MOVED_MANIFEST);
+        manifest.write(&moved)?;
+        trace(&format!(
+            "redeploying with the validator placed by {labels:?}"
+        ));
+        let deployed = wash_deploy(&moved);
+        let _ = std::fs::remove_file(&moved);
+        deployed?;
+        let want: BTreeSet<&str> = roles.iter().copied().collect();
+        let now = wait_for(
+            &format!("the validator to run on {want:?} only"),
+            Duration::from_secs(120),
+            || {
+                let placed = placement()?;
+                Ok((runs_on(&placed) == want).then_some(placed))
+            },
+        )?;
+        images.extend(
+            now.values()
+                .filter_map(|w| w.components.get(&validator))
+                .map(|(image, _)| image.clone()),
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
     stop.store(true, Ordering::SeqCst);
     let (sent, retried) = rt.block_on(publisher)??;
     trace(&format!(
-        "{sent} readings across the move to {edge} and back, {retried} sent again"
+        "{sent} readings across the move to edge and back, {retried} sent again"
     ));
     ensure!(
-        after[&edge].components[&validator].0 == image_before,
-        "the validator's image changed: {image_before} -> {}",
-        after[&edge].components[&validator].0
+        images == BTreeSet::from([image_before.clone()]),
+        "the validator's image changed: {image_before} -> {images:?}"
     );
     ensure!(sent > 10, "only {sent} readings flowed");
     let device = api_get(&format!("/api/devices/{DEVICE}"))?;
@@ -352,6 +364,8 @@ fn move_validator(
         "{sent} readings sent across the moves, the API counts {}",
         device["count"]
     );
+    // The last step deployed what wadm.yaml says, placed by core alone.
+    wash_deploy(manifest_path)?;
     wait_deployed()
 }
 
