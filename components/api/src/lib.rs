@@ -15,7 +15,7 @@ use telemetry_domain::{read_body, route, ApiError, Health, Route, StoreError};
 use wasmcloud_component::http::{
     self, header, HeaderMap, HeaderValue, IncomingRequest, Response, StatusCode,
 };
-use wasmcloud_component::wasi::keyvalue::{atomics, batch, store};
+use wasmcloud_component::wasi::keyvalue::{batch, store};
 use wasmcloud_component::wasi::logging::logging::{log, Level};
 use wasmcloud_component::wasmcloud::bus::lattice;
 use wasmcloud_component::wasmcloud::messaging::consumer;
@@ -36,7 +36,7 @@ const FALLBACK_ERROR_BODY: &str = r#"{"error":"response could not be encoded as 
 const DASHBOARD_HTML: &str = include_str!("dashboard.html");
 
 /// How long `POST /api/readings` waits for ingest's summary. A full message
-/// (1000 readings, each a dozen key-value calls over the lattice) takes
+/// (1000 readings, each about ten key-value calls over the lattice) takes
 /// seconds; the builtin HTTP server's own deadline is longer still.
 const INGEST_TIMEOUT_MS: u32 = 20_000;
 
@@ -186,11 +186,6 @@ impl Reader for Links {
     fn get(&mut self, target: &Target, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.bucket(target)?
             .get(key)
-            .map_err(|err| StoreError::new(store_error(err)))
-    }
-
-    fn counter(&mut self, target: &Target, key: &str) -> Result<u64, StoreError> {
-        atomics::increment(self.bucket(target)?, key, 0)
             .map_err(|err| StoreError::new(store_error(err)))
     }
 

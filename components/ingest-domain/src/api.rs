@@ -6,10 +6,13 @@
 //! makes, so the same code runs over the component's links and over the maps
 //! of the tests.
 //!
-//! Nothing here writes. Counters are read by incrementing by 0 (the one read
-//! whose encoding `wasi:keyvalue/atomics` defines), which creates a missing
-//! counter; so every query checks the device index first, and a query for a
-//! device that never sent a reading creates nothing.
+//! Nothing here writes. Everything is read with `get` or, wherever several keys
+//! are known at once, one `get-many`: a query costs a fixed number of calls,
+//! whatever the number of devices or metrics. Counts, latest readings and stats
+//! are written by one atomic write per reading ([`crate::plan`]), so what one
+//! `get-many` returns agrees with itself: a count comes with its reading, a sum
+//! with its count. A query for an unknown device is answered from the device
+//! index alone.
 
 use std::collections::BTreeMap;
 
@@ -20,7 +23,7 @@ use telemetry_domain::{ApiError, DeviceId, StoreError};
 use crate::keys::{device_count_key, device_index_key, history_keys, latest_key, seq_key};
 use crate::message::IngestReading;
 use crate::plan::Target;
-use crate::stats::{decode_extreme, StatsView};
+use crate::stats::{decode_count, CorruptValue, MetricStats, StatsView, Unreadable};
 use crate::summary::Summary;
 use crate::StatsKeys;
 
@@ -43,8 +46,6 @@ pub struct KeyPage {
 /// The key-value calls the API makes, on the link and bucket of a [`Target`].
 pub trait Reader {
     fn get(&mut self, target: &Target, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
-    /// The counter at `key`, by incrementing it by 0.
-    fn counter(&mut self, target: &Target, key: &str) -> Result<u64, StoreError>;
     /// One entry per key, in order, `None` where a key has no value.
     fn get_many(
         &mut self,
@@ -129,10 +130,17 @@ pub fn list_devices(reader: &mut impl Reader) -> Result<DeviceList, ApiError> {
     ids.dedup();
     let more = ids.len() > MAX_LISTED_DEVICES || cursor.is_some();
     ids.truncate(MAX_LISTED_DEVICES);
+    // Every listed device's count in one batch-get.
+    let keys: Vec<String> = ids.iter().map(device_count_key).collect();
+    let counts = get_many(reader, &Target::Hot, &keys)?;
+    if counts.len() != keys.len() {
+        return Err(short_answer(&keys, counts.len()));
+    }
     let devices = ids
         .into_iter()
-        .map(|device| {
-            let count = counter(reader, &Target::Hot, &device_count_key(&device))?;
+        .zip(keys.iter().zip(&counts))
+        .map(|(device, (key, count))| {
+            let count = decode_count(key, count.as_deref()).map_err(corrupt)?;
             Ok(DeviceEntry { device, count })
         })
         .collect::<Result<_, ApiError>>()?;
@@ -143,7 +151,6 @@ pub fn list_devices(reader: &mut impl Reader) -> Result<DeviceList, ApiError> {
 /// reading and statistics, or [`ApiError::DeviceNotFound`].
 pub fn device_detail(reader: &mut impl Reader, device: DeviceId) -> Result<DeviceDetail, ApiError> {
     require_known(reader, &device)?;
-    let count = counter(reader, &Target::Hot, &device_count_key(&device))?;
 
     let index = Target::MetricIndex(device.clone());
     let page = reader
@@ -157,51 +164,43 @@ pub fn device_detail(reader: &mut impl Reader, device: DeviceId) -> Result<Devic
     names.sort();
     names.truncate(MAX_REPORTED_METRICS);
 
-    // The latest readings and extremes of every metric in one batch-get:
-    // three keys per metric.
+    // The device's count and every metric's latest reading and stats in one
+    // batch-get: the count, then seven keys per metric.
+    let count_key = device_count_key(&device);
     let stats_keys: Vec<StatsKeys> = names.iter().map(|m| StatsKeys::new(&device, m)).collect();
-    let keys: Vec<String> = names
-        .iter()
-        .zip(&stats_keys)
-        .flat_map(|(metric, stats)| {
-            [
-                latest_key(&device, metric),
-                stats.min.clone(),
-                stats.max.clone(),
-            ]
-        })
-        .collect();
+    let mut keys = vec![count_key.clone()];
+    for (metric, stats) in names.iter().zip(&stats_keys) {
+        keys.push(latest_key(&device, metric));
+        keys.extend(stats.read_keys());
+    }
     let values = get_many(reader, &Target::Hot, &keys)?;
+    let Some((count, per_metric)) = values
+        .split_first()
+        .filter(|(_, rest)| rest.len() == names.len() * KEYS_PER_METRIC)
+    else {
+        return Err(short_answer(&keys, values.len()));
+    };
+    let count = decode_count(&count_key, count.as_deref()).map_err(corrupt)?;
 
     let mut metrics = BTreeMap::new();
-    for ((metric, stats), chunk) in names.iter().zip(&stats_keys).zip(values.chunks(3)) {
-        let [latest, min, max] = chunk else {
-            return Err(short_answer(&keys, values.len()));
-        };
-        let latest = latest
+    for ((metric, stats_keys), chunk) in names
+        .iter()
+        .zip(&stats_keys)
+        .zip(per_metric.chunks(KEYS_PER_METRIC))
+    {
+        let latest = chunk[0]
             .as_deref()
             .map(|bytes| decode_reading(&latest_key(&device, metric), bytes))
             .transpose()?;
-        let extreme = |key: &str, bytes: &Option<Vec<u8>>| {
-            bytes
-                .as_deref()
-                .map(|bytes| {
-                    decode_extreme(bytes).map_err(|err| ApiError::CorruptData {
-                        key: key.to_owned(),
-                        detail: err.to_string(),
-                    })
-                })
-                .transpose()
-        };
-        let (min, max) = (extreme(&stats.min, min)?, extreme(&stats.max, max)?);
-        let stats = StatsView::from_counters(
-            counter(reader, &Target::Hot, &stats.count)?,
-            counter(reader, &Target::Hot, &stats.sum_pos)?,
-            counter(reader, &Target::Hot, &stats.sum_neg)?,
-            min,
-            max,
+        let stats =
+            MetricStats::decode(stats_keys, &chunk[1..], Unreadable::Fail).map_err(corrupt)?;
+        metrics.insert(
+            metric.to_string(),
+            MetricDetail {
+                latest,
+                stats: StatsView::new(&stats),
+            },
         );
-        metrics.insert(metric.to_string(), MetricDetail { latest, stats });
     }
     Ok(DeviceDetail {
         device,
@@ -209,6 +208,10 @@ pub fn device_detail(reader: &mut impl Reader, device: DeviceId) -> Result<Devic
         metrics,
     })
 }
+
+/// Keys read per metric by [`device_detail`]: the latest reading and
+/// [`StatsKeys::read_keys`].
+const KEYS_PER_METRIC: usize = 7;
 
 /// `GET /api/devices/{id}/history?limit=N`: one batch-get of the archive.
 /// Gaps (a sequence number whose reading was never written) are skipped, so
@@ -219,7 +222,14 @@ pub fn history(
     limit: usize,
 ) -> Result<History, ApiError> {
     require_known(reader, &device)?;
-    let last_seq = counter(reader, &Target::Archive, &seq_key(&device))?;
+    let key = seq_key(&device);
+    let last_seq = reader
+        .get(&Target::Archive, &key)
+        .map_err(|source| ApiError::Store {
+            operation: StoreOperation::Get { key: key.clone() },
+            source,
+        })?;
+    let last_seq = decode_count(&key, last_seq.as_deref()).map_err(corrupt)?;
     let keys = history_keys(&device, last_seq, limit);
     let values = get_many(reader, &Target::Archive, &keys)?;
     if values.len() != keys.len() {
@@ -321,15 +331,11 @@ fn require_known(reader: &mut impl Reader, device: &DeviceId) -> Result<(), ApiE
     }
 }
 
-fn counter(reader: &mut impl Reader, target: &Target, key: &str) -> Result<u64, ApiError> {
-    reader
-        .counter(target, key)
-        .map_err(|source| ApiError::Store {
-            operation: StoreOperation::Increment {
-                key: key.to_owned(),
-            },
-            source,
-        })
+fn corrupt(err: CorruptValue) -> ApiError {
+    ApiError::CorruptData {
+        key: err.key.clone(),
+        detail: err.to_string(),
+    }
 }
 
 fn get_many(
@@ -418,11 +424,6 @@ mod tests {
         fn get(&mut self, target: &Target, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
             self.check("get")?;
             Ok(self.executor.get(target, key).cloned())
-        }
-
-        fn counter(&mut self, target: &Target, key: &str) -> Result<u64, StoreError> {
-            self.check("counter")?;
-            Ok(self.executor.increment(target, key, 0))
         }
 
         fn get_many(
@@ -577,7 +578,7 @@ mod tests {
     fn store_failures_are_503_naming_the_operation() {
         for (op, expected) in [
             ("list_keys", "list the keys of bucket \"neongrid-devices\""),
-            ("counter", "increment key `device/lab.3/count`"),
+            ("get_many", "get 3 keys starting with `device/lab.3/count`"),
         ] {
             let mut maps = sample();
             maps.fail = Some(op);

@@ -10,7 +10,6 @@ use telemetry_domain::{DeviceId, MetricName};
 
 use crate::lock::TicketLock;
 use crate::reading_id::ReadingId;
-use crate::stats::Micros;
 
 /// The bucket both links open for everything but the indexes below.
 pub const BUCKET: &str = "neongrid";
@@ -52,12 +51,17 @@ pub const STATS_SEGMENT: &str = "stats";
 
 /// Last segments of the per-metric stats keys.
 pub const STATS_COUNT: &str = "count";
+pub const STATS_SUM: &str = "sum";
+/// The two sign counters the sum was kept in before it became one signed
+/// value; read only, for a sum that was never written as one ([`crate::stats`]).
 pub const STATS_SUM_POS: &str = "sum_pos";
 pub const STATS_SUM_NEG: &str = "sum_neg";
 pub const STATS_MIN: &str = "min";
 pub const STATS_MAX: &str = "max";
-pub const STATS_LOCK_TICKET: &str = "lock/ticket";
-pub const STATS_LOCK_SERVING: &str = "lock/serving";
+
+/// Last segments of the device lock's two counters, `device/<id>/lock/…`.
+pub const LOCK_TICKET: &str = "lock/ticket";
+pub const LOCK_SERVING: &str = "lock/serving";
 
 /// Start of every idempotency mark, `seen/<device>/<reading id>`.
 pub const SEEN_PREFIX: &str = "seen/";
@@ -77,7 +81,8 @@ pub const SEQ_DIGITS: usize = 20;
 /// one bounded batch-get: the HTTP API's largest `limit`.
 pub const MAX_HISTORY_LIMIT: usize = telemetry_domain::routes::MAX_HISTORY_LIMIT;
 
-/// `device/<id>/count`: readings stored for the device (atomic increment).
+/// `device/<id>/count`: readings stored for the device, decimal ASCII; also the
+/// last sequence number handed out, as every stored reading takes the next one.
 pub fn device_count_key(device: &DeviceId) -> String {
     format!("{DEVICE_KEY_PREFIX}{device}/count")
 }
@@ -94,22 +99,31 @@ pub fn latest_key(device: &DeviceId, metric: &MetricName) -> String {
     format!("{DEVICE_KEY_PREFIX}{device}/{LATEST_SEGMENT}/{metric}")
 }
 
-/// The keys of one device's statistics of one metric.
+/// `device/<id>/lock/ticket` and `…/lock/serving`: the [`crate::lock`] that
+/// serialises the device's readings.
+pub fn device_lock(device: &DeviceId) -> TicketLock {
+    TicketLock {
+        ticket: format!("{DEVICE_KEY_PREFIX}{device}/{LOCK_TICKET}"),
+        serving: format!("{DEVICE_KEY_PREFIX}{device}/{LOCK_SERVING}"),
+    }
+}
+
+/// The keys of one device's statistics of one metric, all written together
+/// under the device lock ([`crate::stats`] has their encodings).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatsKeys {
-    /// `device/<id>/stats/<metric>/count`: readings (atomic increment).
+    /// `device/<id>/stats/<metric>/count`: readings, decimal ASCII.
     pub count: String,
-    /// `…/sum_pos`: sum of the non-negative values in micro-units (atomic increment).
+    /// `…/sum`: sum of the values in micro-units, signed decimal ASCII.
+    pub sum: String,
+    /// `…/sum_pos` and `…/sum_neg`: the sum's sign counters of earlier
+    /// versions; read only while `sum` is missing.
     pub sum_pos: String,
-    /// `…/sum_neg`: sum of the magnitudes of the negative values in micro-units (atomic increment).
     pub sum_neg: String,
-    /// `…/min`: the smallest value as a JSON number (read-compare-write).
+    /// `…/min`: the smallest value as a JSON number.
     pub min: String,
-    /// `…/max`: the largest value as a JSON number (read-compare-write).
+    /// `…/max`: the largest value as a JSON number.
     pub max: String,
-    /// `…/lock/ticket` and `…/lock/serving`: the lock that serialises the
-    /// read-compare-write of `min` and `max` ([`crate::lock`]).
-    pub lock: TicketLock,
 }
 
 impl StatsKeys {
@@ -117,28 +131,29 @@ impl StatsKeys {
         let base = format!("{DEVICE_KEY_PREFIX}{device}/{STATS_SEGMENT}/{metric}/");
         Self {
             count: format!("{base}{STATS_COUNT}"),
+            sum: format!("{base}{STATS_SUM}"),
             sum_pos: format!("{base}{STATS_SUM_POS}"),
             sum_neg: format!("{base}{STATS_SUM_NEG}"),
             min: format!("{base}{STATS_MIN}"),
             max: format!("{base}{STATS_MAX}"),
-            lock: TicketLock {
-                ticket: format!("{base}{STATS_LOCK_TICKET}"),
-                serving: format!("{base}{STATS_LOCK_SERVING}"),
-            },
         }
     }
 
-    /// The sum counter that `micros` is added to.
-    pub fn sum_key(&self, micros: Micros) -> &str {
-        match micros {
-            Micros::NonNegative(_) => &self.sum_pos,
-            Micros::Negative(_) => &self.sum_neg,
-        }
+    /// The keys to read, in the order [`MetricStats::decode`](crate::stats::MetricStats::decode) takes their values.
+    pub fn read_keys(&self) -> [String; 6] {
+        [
+            self.count.clone(),
+            self.sum.clone(),
+            self.sum_pos.clone(),
+            self.sum_neg.clone(),
+            self.min.clone(),
+            self.max.clone(),
+        ]
     }
 }
 
-/// `seen/<device>/<reading id>`: the idempotency mark (atomic increment by 1;
-/// 1 means first delivery). Scoped by device so that ids need only be unique
+/// `seen/<device>/<reading id>`: the done mark, the reading's sequence number
+/// in decimal ASCII, set in the same atomic write that counts the reading. Scoped by device so that ids need only be unique
 /// per device, and one device can't suppress another's readings by reusing
 /// their ids.
 pub fn seen_key(device: &DeviceId, id: &ReadingId) -> String {
@@ -150,8 +165,8 @@ pub fn device_index_key(device: &DeviceId) -> String {
     device.as_str().to_owned()
 }
 
-/// `device/<id>/seq` on the archive link: incrementing it by 1 hands out the
-/// next sequence number, starting at 1; incrementing by 0 reads the last one.
+/// `device/<id>/seq` on the archive link: the sequence number of the reading
+/// archived last, decimal ASCII, set together with that reading.
 pub fn seq_key(device: &DeviceId) -> String {
     format!("{DEVICE_KEY_PREFIX}{device}/{SEQ_SEGMENT}")
 }
@@ -166,13 +181,12 @@ pub fn reading_key(device: &DeviceId, seq: u64) -> String {
 }
 
 /// The reading keys of the device's last `limit` readings, newest first, given
-/// the last sequence number handed out (`last_seq`, read by incrementing
-/// [`seq_key`] by 0). `limit` is capped at [`MAX_HISTORY_LIMIT`]; fewer keys
+/// the last sequence number archived (`last_seq`, the value of [`seq_key`]). `limit` is capped at [`MAX_HISTORY_LIMIT`]; fewer keys
 /// come back when the device has fewer readings.
 ///
-/// A key may have no value: the sequence number is taken before the reading is
-/// written, so a crash in between, or a write still under way, leaves a gap.
-/// Readers skip missing entries.
+/// Every key up to `last_seq` has a value when ingest wrote it; readers still
+/// skip missing entries, as the archive may have been pruned or written by an
+/// earlier version that could leave gaps.
 pub fn history_keys(device: &DeviceId, last_seq: u64, limit: usize) -> Vec<String> {
     let limit = limit.min(MAX_HISTORY_LIMIT);
     (1..=last_seq)
@@ -205,6 +219,7 @@ mod tests {
         assert_eq!(latest_key(&d, &m), "device/thermo-17/latest/temperature_c");
         let stats = StatsKeys::new(&d, &m);
         assert_eq!(stats.count, "device/thermo-17/stats/temperature_c/count");
+        assert_eq!(stats.sum, "device/thermo-17/stats/temperature_c/sum");
         assert_eq!(
             stats.sum_pos,
             "device/thermo-17/stats/temperature_c/sum_pos"
@@ -215,16 +230,9 @@ mod tests {
         );
         assert_eq!(stats.min, "device/thermo-17/stats/temperature_c/min");
         assert_eq!(stats.max, "device/thermo-17/stats/temperature_c/max");
-        assert_eq!(
-            stats.lock.ticket,
-            "device/thermo-17/stats/temperature_c/lock/ticket"
-        );
-        assert_eq!(
-            stats.lock.serving,
-            "device/thermo-17/stats/temperature_c/lock/serving"
-        );
-        assert_eq!(stats.sum_key(Micros::NonNegative(0)), stats.sum_pos);
-        assert_eq!(stats.sum_key(Micros::Negative(1)), stats.sum_neg);
+        let lock = device_lock(&d);
+        assert_eq!(lock.ticket, "device/thermo-17/lock/ticket");
+        assert_eq!(lock.serving, "device/thermo-17/lock/serving");
         let id = ReadingId::parse("r-1").unwrap();
         assert_eq!(seen_key(&d, &id), "seen/thermo-17/r-1");
         assert_eq!(device_index_key(&d), "thermo-17");
@@ -272,28 +280,30 @@ mod tests {
     fn no_two_keys_coincide_across_devices_metrics_and_links() {
         // Ids chosen to be prefixes of one another or differ only by separators.
         let devices = ["a", "a-b", "a.b", "ab", "seen", "count"].map(device);
-        let metrics = ["count", "t", "t_c", "latest", "seq"].map(metric);
+        let metrics = ["count", "t", "t_c", "latest", "seq", "lock", "sum"].map(metric);
         let id = ReadingId::parse("count").unwrap();
         let mut all = HashSet::new();
         let mut total = 0;
         for d in &devices {
+            let lock = device_lock(d);
             let mut keys = vec![
                 device_count_key(d),
                 seen_key(d, &id),
                 seq_key(d),
                 reading_key(d, 1),
+                lock.ticket,
+                lock.serving,
             ];
             for m in &metrics {
                 let stats = StatsKeys::new(d, m);
                 keys.extend([
                     latest_key(d, m),
                     stats.count,
+                    stats.sum,
                     stats.sum_pos,
                     stats.sum_neg,
                     stats.min,
                     stats.max,
-                    stats.lock.ticket,
-                    stats.lock.serving,
                 ]);
             }
             total += keys.len();

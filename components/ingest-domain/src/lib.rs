@@ -37,40 +37,47 @@
 //!
 //! Every bucket identifier is [`BUCKET`] (`neongrid`) except the two indexes.
 //!
-//! | link | bucket | key | value | written by |
+//! | link | bucket | key | value | written |
 //! | --- | --- | --- | --- | --- |
-//! | `hot` | `neongrid` | `device/<id>/count` | readings stored for the device | increment |
-//! | `hot` | `neongrid` | `device/<id>/latest/<metric>` | latest reading of the metric, [`IngestReading`] JSON | set, last writer wins |
-//! | `hot` | `neongrid` | `device/<id>/stats/<metric>/count` | readings of the metric | increment |
-//! | `hot` | `neongrid` | `device/<id>/stats/<metric>/sum_pos` | sum of non-negative values, micro-units | increment |
-//! | `hot` | `neongrid` | `device/<id>/stats/<metric>/sum_neg` | sum of magnitudes of negative values, micro-units | increment |
-//! | `hot` | `neongrid` | `device/<id>/stats/<metric>/min`, `…/max` | a JSON number | read-compare-write under the lock |
-//! | `hot` | `neongrid` | `device/<id>/stats/<metric>/lock/ticket`, `…/lock/serving` | the [`lock`] of min and max | increment |
-//! | `hot` | `neongrid` | `seen/<id>/<reading id>` | deliveries of the reading; 1 = first | increment |
-//! | `hot` | `neongrid-devices` | `<id>` | `1`; the key set is the device list | set |
-//! | `hot` | `neongrid-metrics/<id>` | `<metric>` | `1`; the key set is the device's metrics | set |
-//! | `archive` | `neongrid` | `device/<id>/seq` | last sequence number handed out (from 1) | increment |
-//! | `archive` | `neongrid` | `device/<id>/reading/<n, 20 digits>` | reading `n`, [`IngestReading`] JSON | set |
+//! | `hot` | `neongrid` | `device/<id>/count` | readings stored for the device, decimal | in the commit |
+//! | `hot` | `neongrid` | `device/<id>/latest/<metric>` | latest reading of the metric, [`IngestReading`] JSON | in the commit |
+//! | `hot` | `neongrid` | `device/<id>/stats/<metric>/count` | readings of the metric, decimal | in the commit |
+//! | `hot` | `neongrid` | `device/<id>/stats/<metric>/sum` | sum of the values in micro-units, signed decimal | in the commit |
+//! | `hot` | `neongrid` | `device/<id>/stats/<metric>/min`, `…/max` | a JSON number | in the commit |
+//! | `hot` | `neongrid` | `seen/<id>/<reading id>` | the done mark: the reading's sequence number, decimal | in the commit |
+//! | `hot` | `neongrid` | `device/<id>/lock/ticket`, `…/lock/serving` | the device [`lock`] | increment |
+//! | `hot` | `neongrid-devices` | `<id>` | `1`; the key set is the device list | set, after the commit |
+//! | `hot` | `neongrid-metrics/<id>` | `<metric>` | `1`; the key set is the device's metrics | set, after the commit |
+//! | `archive` | `neongrid` | `device/<id>/seq` | sequence number of the reading archived last, decimal | with the reading |
+//! | `archive` | `neongrid` | `device/<id>/reading/<n, 20 digits>` | reading `n` (from 1), [`IngestReading`] JSON | with `seq` |
+//!
+//! "In the commit" is one atomic `set-many` per reading ([`plan`]), made under
+//! the device lock; "with" is the archive's `set-many` just before it.
 //!
 //! - The device index is a bucket of its own, [`DEVICES_BUCKET`], and each
 //!   device's metric index too ([`metrics_bucket`]), because `list-keys` has no
 //!   prefix filter; listing one lists exactly the devices, or a device's metrics.
 //! - Hot and archive keys never coincide, so both links may share one store.
-//! - Count and sum are exact under concurrent writers ([`stats`] says how
-//!   precise the sum is); min and max are exact too, updated under a ticket lock
-//!   made of two counters ([`lock`] says what happens to a lock whose holder died).
+//! - Counts, sums, min and max are exact, as [`stats`] says; the keys
+//!   `…/stats/<metric>/sum_pos` and `…/sum_neg` of earlier versions are read
+//!   only until a metric's `sum` is first written.
 //! - [`history_keys`] gives the last readings' keys, newest first, for one
 //!   batch-get; a key may have no value (a gap), which readers skip.
 //! - The HTTP API reads exactly these keys ([`api`]), never writes them.
 //!
-//! # Idempotency and effects
+//! # Exactly once
 //!
 //! [`decide`] turns a parsed reading and the validator's verdict into a
-//! [`Decision`]; [`plan`] documents how to execute it, why the seen mark is
-//! taken before storing, and the order of the effects.
+//! [`Decision`]; [`plan`] explains how a reading is stored exactly once
+//! although senders resend and ingest may die at any point, and
+//! [`execute::store`] does it. One `set-many` on one link is taken to be
+//! atomic: `wasi:keyvalue` does not promise it, but all our providers apply a
+//! batch in one command, transaction or lock (`providers/README.md`), and a
+//! provider that didn't would break exactly-once.
 
 pub mod alert;
 pub mod api;
+pub mod execute;
 pub mod keys;
 pub mod lock;
 pub mod message;
@@ -86,20 +93,24 @@ pub mod summary;
 mod test_support;
 
 pub use alert::{AlertMessage, AlertVerdict, Side};
+pub use execute::{Retry, Store, Stored};
 pub use keys::{
-    history_keys, metrics_bucket, StatsKeys, ARCHIVE_LINK, BUCKET, DEVICES_BUCKET, HOT_LINK,
-    MAX_HISTORY_LIMIT,
+    device_lock, history_keys, metrics_bucket, StatsKeys, ARCHIVE_LINK, BUCKET, DEVICES_BUCKET,
+    HOT_LINK, MAX_HISTORY_LIMIT,
 };
-pub use lock::{Step, TicketLock, Waiter};
+pub use lock::{Lease, Step, TicketLock, Waiter};
 pub use message::{
     parse_message, IngestReading, Outcome, ParsedReading, Rejected, MAX_MESSAGE_BYTES,
     MAX_READINGS_PER_MESSAGE,
 };
-pub use plan::{decide, reject, Append, Decision, Effect, Publish, StorePlan, Target, Verdict};
+pub use plan::{
+    decide, reject, Commit, Decision, Effect, Next, Publish, Snapshot, StateError, StorePlan,
+    Target, Verdict,
+};
 pub use reading_id::{ReadingId, ReadingIdError, READING_ID_RULE};
 pub use reason::{RejectReason, ValidatorRejection};
 pub use rejected::{OriginalError, RejectedMessage};
-pub use stats::{Extreme, Micros, StatsView, MAX_ABS_VALUE};
+pub use stats::{CorruptValue, MetricStats, Micros, StatsView, MAX_ABS_VALUE};
 pub use subject::{alert_subject, READINGS_SUBSCRIPTION, REJECTED_SUBJECT};
 pub use summary::{Applied, RejectionNote, Summary};
 

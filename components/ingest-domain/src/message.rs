@@ -127,7 +127,7 @@ impl IngestReading {
         &self.ts
     }
 
-    /// The value in micro-units, as the sum counters add it.
+    /// The value in micro-units, as the sum adds it.
     pub fn micros(&self) -> Micros {
         self.micros
     }

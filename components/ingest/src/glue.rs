@@ -3,13 +3,13 @@
 use std::time::{Duration, Instant};
 
 use ingest_domain::{
-    decide, parse_message, reject, AlertVerdict, Applied, Decision, Effect, Extreme, Outcome,
-    ParsedReading, Publish, RejectReason, RejectedMessage, Side, Step, StorePlan, Summary, Target,
-    TicketLock, ValidatorRejection, Verdict, Waiter,
+    decide, parse_message, reject, AlertVerdict, Applied, Decision, Outcome, ParsedReading,
+    Publish, RejectReason, RejectedMessage, Retry, Side, Store, StorePlan, Stored, Summary, Target,
+    ValidatorRejection, Verdict,
 };
 
 use crate::neongrid::telemetry::validation as wit;
-use crate::wasi::keyvalue::{atomics, store};
+use crate::wasi::keyvalue::{atomics, batch, store};
 use crate::wasi::logging::logging::{log, Level};
 use crate::wasmcloud::bus::lattice;
 use crate::wasmcloud::messaging::consumer;
@@ -22,10 +22,10 @@ const LOG_CONTEXT: &str = "neongrid-ingest";
 /// domain's reasons (see `store_failure`).
 const STORE_FAILED_CODE: &str = "store_failed";
 
-/// How long a failing key-value call is tried again before the reading gives up. A
-/// provider that crashes is restarted by its host within a second or two, and a reading
-/// that gives up after its seen mark loses the rest of its effects (see `store`), so
-/// riding out a restart is worth a slow answer.
+/// How long a failing key-value call is tried again before the reading gives up, unless
+/// the domain says otherwise (`Retry`): a provider that crashes is restarted by its host
+/// within a second or two, and riding that out is worth a slow answer. Under the device
+/// lock the domain cuts this short at the lock's lease (`ingest_domain::lock`).
 const STORE_RETRY_FOR: Duration = Duration::from_secs(10);
 /// The first pause before trying a failed call again; it doubles up to the last.
 const STORE_RETRY_FIRST: Duration = Duration::from_millis(50);
@@ -150,99 +150,22 @@ fn from_wit(verdict: wit::Verdict) -> Verdict {
     }
 }
 
-/// Executes a store plan: the seen mark first, then, on the first delivery,
-/// every effect in order. A store failure stops the reading there, is logged,
-/// published on `neongrid.rejected` and counted as a rejection.
+/// Stores a reading (`ingest_domain::execute::store`). A refusal is logged,
+/// published on `neongrid.rejected` and counted as a rejection; it is retryable
+/// unless the stored state itself is unusable, as nothing was committed.
 fn store(kv: &mut Kv, subject: &str, parsed: &ParsedReading, plan: &StorePlan) -> Applied {
-    let seen = match kv.increment(&Target::Hot, &plan.seen_key, 1) {
-        Ok(seen) => seen,
-        Err(err) => {
-            // Not marked, so a replay is not a duplicate: retryable.
-            let what = format!("marking the reading seen failed: {err}");
-            return store_failure(subject, parsed, &what, true);
+    match ingest_domain::execute::store(kv, plan) {
+        Stored::Refused { why, retryable } => {
+            let what = format!("storing the reading failed, nothing was stored: {why}");
+            store_failure(subject, parsed, &what, retryable)
         }
-    };
-    if !StorePlan::is_first_delivery(seen) {
-        return plan.applied(seen);
-    }
-    for effect in &plan.effects {
-        if let Err(err) = execute(kv, effect) {
-            // Marked already, so a replay would be a duplicate: the rest of
-            // the reading is lost (see `ingest_domain::plan`, "Marking first").
-            let what = format!("storing the reading failed after it was marked seen: {err}");
-            return store_failure(subject, parsed, &what, false);
-        }
-    }
-    plan.applied(seen)
-}
-
-fn execute(kv: &mut Kv, effect: &Effect) -> Result<(), String> {
-    match effect {
-        Effect::Increment { target, key, delta } => kv.increment(target, key, *delta).map(drop),
-        Effect::Set { target, key, value } => kv.set(target, key, value),
-        Effect::Append(append) => {
-            let seq = kv.increment(&append.target, &append.seq_key, 1)?;
-            kv.set(&append.target, &append.key(seq), &append.value)
-        }
-        Effect::Extremes {
-            target,
-            lock,
-            min,
-            max,
-            value,
-        } => {
-            wait_for_turn(kv, target, lock)?;
-            let updated = [(min, Extreme::Min), (max, Extreme::Max)]
-                .into_iter()
-                .try_for_each(|(key, extreme)| {
-                    let current = kv.get(target, key)?;
-                    match extreme.update(current.as_deref(), *value) {
-                        Some(bytes) => kv.set(target, key, &bytes),
-                        None => Ok(()),
-                    }
-                });
-            // Released whatever happened above, or everyone behind waits for the
-            // lock to go stale.
-            let released = kv.increment(target, &lock.serving, 1);
-            updated.and(released.map(drop))
-        }
-        Effect::Publish(publish_) => {
-            send(publish_.clone());
-            Ok(())
-        }
+        stored => stored.applied().unwrap_or(Applied::Duplicate),
     }
 }
 
-/// Takes a ticket of `lock` and waits until it is served (`ingest_domain::lock`).
-fn wait_for_turn(kv: &mut Kv, target: &Target, lock: &TicketLock) -> Result<(), String> {
-    let ticket = kv.increment(target, &lock.ticket, 1)?;
-    let mut waiter = Waiter::new(ticket);
-    let start = Instant::now();
-    loop {
-        let serving = kv.increment(target, &lock.serving, 0)?;
-        match waiter.check(serving, start.elapsed()) {
-            Step::Enter => return Ok(()),
-            Step::Wait(pause) => std::thread::sleep(pause),
-            Step::Break => {
-                log(
-                    Level::Warn,
-                    LOG_CONTEXT,
-                    &format!(
-                        "lock {} stood still at {serving} for {:?}; taking over ticket {}",
-                        lock.serving,
-                        ingest_domain::lock::STALE_AFTER,
-                        serving + 1
-                    ),
-                );
-                kv.increment(target, &lock.serving, 1)?;
-            }
-        }
-    }
-}
-
-/// Reports a reading the store failed on. The domain has no reason for this
-/// (it only says what a failure between mark and last effect means), so the
-/// rejection is built here with a code of its own.
+/// Reports a reading the store refused. The domain has no rejection reason for
+/// this (it only says whether a resend can succeed), so the rejection is built
+/// here with a code of its own.
 fn store_failure(subject: &str, parsed: &ParsedReading, what: &str, retryable: bool) -> Applied {
     log(
         Level::Error,
@@ -266,29 +189,52 @@ fn store_failure(subject: &str, parsed: &ParsedReading, what: &str, retryable: b
 
 /// The key-value links as the plan's targets: selects the target's link
 /// before calling, and keeps the bucket open while the link stays selected.
-#[derive(Default)]
 struct Kv {
     /// The link selected last, and the bucket opened on it.
     current: Option<(Target, store::Bucket)>,
     link: Option<&'static str>,
+    /// The start of the domain's clock (`Store::now`).
+    epoch: Instant,
+}
+
+impl Default for Kv {
+    fn default() -> Self {
+        Self {
+            current: None,
+            link: None,
+            epoch: Instant::now(),
+        }
+    }
 }
 
 impl Kv {
     /// Runs one key-value call, trying again while it fails with an error that may
-    /// pass (a provider restarting, a store briefly unreachable), for up to
-    /// [`STORE_RETRY_FOR`]. A call that failed after the store applied it is applied
-    /// twice; that needs the provider to die between doing and answering, a far
-    /// narrower window than giving up on every call in flight.
+    /// pass (a provider restarting, a store briefly unreachable), as `retry` allows:
+    /// for up to [`STORE_RETRY_FOR`], until a moment of the domain's clock, or not at
+    /// all. A call that failed after the store applied it is applied twice; the
+    /// domain asks for [`Retry::Once`] where that would be wrong.
     fn retrying<T>(
         &mut self,
         operation: &str,
         key: &str,
         target: &Target,
+        retry: Retry,
         mut call: impl FnMut(&store::Bucket) -> Result<T, store::Error>,
     ) -> Result<T, String> {
         let start = Instant::now();
+        let deadline = match retry {
+            Retry::Patiently => Some(start + STORE_RETRY_FOR),
+            Retry::Until(until) => Some(self.epoch + until),
+            Retry::Once => None,
+        };
         let mut pause = STORE_RETRY_FIRST;
         loop {
+            if deadline.is_some_and(|deadline| Instant::now() > deadline) {
+                return Err(format!(
+                    "{operation} {key:?} on link `{}`: not tried, the lock's lease ran out",
+                    target.link()
+                ));
+            }
             let err = match self.bucket(target) {
                 Ok(bucket) => match call(bucket) {
                     Ok(value) => return Ok(value),
@@ -303,7 +249,8 @@ impl Kv {
                 },
                 Err(err) => err,
             };
-            if start.elapsed() + pause > STORE_RETRY_FOR {
+            let again = deadline.is_some_and(|deadline| Instant::now() + pause <= deadline);
+            if !again {
                 return Err(format!("{err} (tried for {:?})", start.elapsed()));
             }
             log(
@@ -337,19 +284,81 @@ impl Kv {
             None => Err("no bucket open".to_owned()),
         }
     }
+}
 
-    fn increment(&mut self, target: &Target, key: &str, delta: u64) -> Result<u64, String> {
-        self.retrying("increment", key, target, |bucket| {
+impl Store for Kv {
+    fn now(&mut self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    fn sleep(&mut self, pause: Duration) {
+        std::thread::sleep(pause);
+    }
+
+    fn increment(
+        &mut self,
+        target: &Target,
+        key: &str,
+        delta: u64,
+        retry: Retry,
+    ) -> Result<u64, String> {
+        self.retrying("increment", key, target, retry, |bucket| {
             atomics::increment(bucket, key, delta)
         })
     }
 
-    fn get(&mut self, target: &Target, key: &str) -> Result<Option<Vec<u8>>, String> {
-        self.retrying("get", key, target, |bucket| bucket.get(key))
+    fn get_many(
+        &mut self,
+        target: &Target,
+        keys: &[String],
+        retry: Retry,
+    ) -> Result<Vec<Option<Vec<u8>>>, String> {
+        let first = keys.first().map_or("", String::as_str);
+        let entries = self.retrying("get-many from", first, target, retry, |bucket| {
+            batch::get_many(bucket, keys)
+        })?;
+        if entries.len() != keys.len() {
+            return Err(format!(
+                "get-many from {first:?}: {} entries for {} keys",
+                entries.len(),
+                keys.len()
+            ));
+        }
+        Ok(entries
+            .into_iter()
+            .map(|entry| entry.map(|(_, value)| value))
+            .collect())
     }
 
-    fn set(&mut self, target: &Target, key: &str, value: &[u8]) -> Result<(), String> {
-        self.retrying("set", key, target, |bucket| bucket.set(key, value))
+    fn set_many(
+        &mut self,
+        target: &Target,
+        entries: &[(String, Vec<u8>)],
+        retry: Retry,
+    ) -> Result<(), String> {
+        let first = entries.first().map_or("", |(key, _)| key.as_str());
+        let entries = entries.to_vec();
+        self.retrying("set-many from", first, target, retry, |bucket| {
+            batch::set_many(bucket, &entries)
+        })
+    }
+
+    fn set(
+        &mut self,
+        target: &Target,
+        key: &str,
+        value: &[u8],
+        retry: Retry,
+    ) -> Result<(), String> {
+        self.retrying("set", key, target, retry, |bucket| bucket.set(key, value))
+    }
+
+    fn publish(&mut self, publish_: &Publish) {
+        send(publish_.clone());
+    }
+
+    fn warn(&mut self, message: &str) {
+        log(Level::Warn, LOG_CONTEXT, message);
     }
 }
 
