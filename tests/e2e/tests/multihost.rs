@@ -9,10 +9,8 @@
 //! 3. the validator moved from core to edge and back by manifest alone, while readings
 //!    flow, each stored once, the same component image throughout;
 //! 4. edge-host loss: edge2's host process killed under load from the load generator
-//!    (at-least-once, through both edge hosts' NATS servers); every reading answered,
-//!    none stored twice, none that was accepted lost (one caught between its seen mark
-//!    and its last write can be: see `Expect`), wadm forgets the host, and a host
-//!    started again gets its share;
+//!    (at-least-once, through both edge hosts' NATS servers); every reading stored
+//!    exactly once, wadm forgets the host, and a host started again gets its share;
 //! 5. the data host's provider processes killed under load: the host restarts them,
 //!    ingest rides out the restart, and every reading is stored exactly once;
 //! 6. `down` leaves no namespace, link or process behind.
@@ -125,29 +123,17 @@ fn start_load(prefix: &str) -> std::thread::JoinHandle<Result<Report>> {
     std::thread::spawn(move || netns::run_load(&config))
 }
 
-/// What a failure may cost the readings in flight.
-#[derive(Clone, Copy, PartialEq)]
-enum Expect {
-    /// Every reading stored exactly once.
-    ExactlyOnce,
-    /// Nothing stored twice and nothing accepted lost; a reading whose ingest died
-    /// after marking it seen and before its last write may be lost (its resend is
-    /// answered as a duplicate): ingest marks first (`ingest_domain::plan`).
-    NoneTwiceNoneAcceptedLost,
-}
-
 /// Every reading the load generator sent was answered (a resend of a reading whose
-/// answer was lost counts as a duplicate), and stored as `expect` says.
-fn check_delivery(what: &str, report: &Report, expect: Expect) -> Result<()> {
+/// answer was lost counts as a duplicate) and stored exactly once.
+fn check_exactly_once(what: &str, report: &Report) -> Result<()> {
     trace(&format!(
-        "{what}: {} sent, {} accepted, {} duplicates, {} resent, {} stored, {} lost; \
+        "{what}: {} sent, {} accepted, {} duplicates, {} resent, {} stored; \
          reply p50 {:.1} ms p99 {:.1} ms max {:.0} ms",
         report.sent,
         report.accepted,
         report.duplicates,
         report.retries,
         report.stored,
-        report.sent.saturating_sub(report.stored),
         report.reply_ms.p50,
         report.reply_ms.p99,
         report.reply_ms.max
@@ -163,13 +149,10 @@ fn check_delivery(what: &str, report: &Report, expect: Expect) -> Result<()> {
             && report.accepted + report.duplicates == report.sent,
         "{what}: not every reading was answered: {report:?}"
     );
-    let stored_right = match expect {
-        Expect::ExactlyOnce => report.stored == report.sent,
-        Expect::NoneTwiceNoneAcceptedLost => {
-            report.stored >= report.accepted && report.stored <= report.sent
-        }
-    };
-    ensure!(stored_right, "{what}: readings stored wrongly: {report:?}");
+    ensure!(
+        report.stored == report.sent && report.visible == report.sent,
+        "{what}: not every reading was stored exactly once: {report:?}"
+    );
     Ok(())
 }
 
@@ -229,11 +212,7 @@ fn lattice_places_moves_scales_and_survives_host_and_provider_loss() -> Result<(
     let report = load
         .join()
         .map_err(|_| anyhow::anyhow!("the load generator panicked"))??;
-    check_delivery(
-        "edge2 killed under load",
-        &report,
-        Expect::NoneTwiceNoneAcceptedLost,
-    )?;
+    check_exactly_once("edge2 killed under load", &report)?;
     let reaped = format!("Will reap node id={edge2_before}");
     wait_for("wadm to forget the killed host", REAP_TIMEOUT, || {
         let log = std::fs::read_to_string(format!("{STATE_DIR}/data/wadm.log"))?;
@@ -415,7 +394,7 @@ fn restart_providers() -> Result<()> {
     let report = load
         .join()
         .map_err(|_| anyhow::anyhow!("the load generator panicked"))??;
-    check_delivery("providers killed under load", &report, Expect::ExactlyOnce)?;
+    check_exactly_once("providers killed under load", &report)?;
     let placed = placement()?;
     let providers = &placed["data"].providers;
     ensure!(
