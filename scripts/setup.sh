@@ -57,13 +57,19 @@ browser_dir="$repo/tests/browser"
 if [[ "${NEONGRID_SKIP_APT:-0}" == 1 ]]; then
     ok "skipped (NEONGRID_SKIP_APT=1)"
 else
-    if [[ -x /usr/bin/chromium ]] && command -v node >/dev/null && command -v npm >/dev/null; then
+    # Only what is missing: a machine may carry its own Node.js (nodesource's nodejs,
+    # which bundles npm), and Debian's npm package conflicts with it.
+    missing=()
+    [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+    command -v node >/dev/null || missing+=(nodejs)
+    command -v npm >/dev/null || missing+=(npm)
+    if [[ ${#missing[@]} == 0 ]]; then
         ok "$(/usr/bin/chromium --version 2>/dev/null | cut -d' ' -f1-2), node $(node --version)"
     else
         sudo_cmd=()
         [[ "$(id -u)" == 0 ]] || sudo_cmd=(sudo)
         run "${sudo_cmd[@]}" apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive run "${sudo_cmd[@]}" apt-get install -y -qq chromium nodejs npm >/dev/null
+        DEBIAN_FRONTEND=noninteractive run "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
     # npm ci again only when the lock file changed since the last install.
     installed_lock="$browser_dir/node_modules/.package-lock.json"
