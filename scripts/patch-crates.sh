@@ -4,6 +4,7 @@
 #   wrpc-transport-nats 0.29.0  host and providers: replies lost to a race (calls hung)
 #   wasmcloud-runtime 0.12.0    host: key-value errors trapped the component
 #   wasmcloud-core 0.21.1       host: one provider image started twice failed (ETXTBSY)
+#   wadm 0.21.1                 wadm: a component spreadscaler used only one matching host
 # The cargo workspaces point `[patch.crates-io]` at those directories, so this must run
 # before any cargo command; scripts/setup.sh runs it first. Why each fix is needed, and why
 # it is not an upgrade: third_party/README.md.
@@ -182,4 +183,54 @@ new = """    if matches!(cache, UseParFileCache::Use) && fs::metadata(&exe).awai
 if src.count(old) != 1:
     sys.exit(f"error: {path}: the provider cache write is not where the patch expects it")
 open(path, "w").write(src.replace(old, new))
+'
+
+# A component spreadscaler started a spread's whole instance count on the first matching
+# host a hash map yielded, and never looked at the others: a second edge host stayed idle,
+# and one that came back after a failure got nothing. Share each spread's instances out
+# over all its matching hosts instead, in host id order, and move shares when hosts come
+# and go. The other scalers (daemonscaler, provider spreadscaler) are untouched.
+patch_crate wadm 0.21.1 \
+    815f6a947d5d2add77a4ea6eb8a131e5a73bfb6e4eec61b8055632ec72ed82ae spread-over-hosts-1 '
+import sys
+path = sys.argv[1] + "/src/scaler/spreadscaler/mod.rs"
+src = open(path).read()
+start = "                    // Here we\x27ll generate commands for the proper host"
+end = "                            Some(commands)\n                        }\n                    }\n"
+a = src.find(start)
+b = src.find(end, a)
+if a < 0 or b < 0 or src.count(start) != 1:
+    sys.exit(f"error: {path}: the component spread computation is not where the patch expects it")
+new = """                    // neongrid patch (third_party/README.md): every matching host gets an
+                    // equal share of the spread (the first hosts in id order one more when
+                    // it does not divide), and a host whose count differs is scaled to its
+                    // share, down to 0 for a surplus host. One command per host, each with
+                    // the count that host should run, so the spread adds up to `count`.
+                    let mut order: Vec<&String> = eligible_hosts.keys().copied().collect();
+                    order.sort();
+                    let share = *count / order.len();
+                    let extra = *count % order.len();
+                    let commands: Vec<Command> = order
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(index, host_id)| {
+                            let want = share + usize::from(index < extra);
+                            let have = running_components_per_host.get(host_id).copied().unwrap_or(0);
+                            (want != have).then(|| {
+                                Command::ScaleComponent(ScaleComponent {
+                                    component_id: component_id.to_owned(),
+                                    reference: self.spread_config.component_reference.to_owned(),
+                                    host_id: host_id.to_string(),
+                                    count: want as u32,
+                                    model_name: self.spread_config.model_name.to_owned(),
+                                    annotations: spreadscaler_annotations(&spread.name, self.id()),
+                                    config: self.config.clone(),
+                                })
+                            })
+                        })
+                        .collect();
+                    (!commands.is_empty()).then_some(commands)
+"""
+src = src[:a] + new + src[b + len(end):]
+open(path, "w").write(src)
 '

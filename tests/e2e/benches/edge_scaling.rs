@@ -1,7 +1,8 @@
 //! One edge host against two, in one run, on the multi-host lattice of
 //! `scripts/lattice.sh` (root): the load generator sends readings through both edge
 //! hosts' NATS servers, as devices at two sites would, while edge2's host runs (two edge
-//! hosts share the readings through NATS queue groups) or is stopped (edge1 takes all).
+//! hosts share the readings through NATS queue groups, and wadm shares ingest's and api's
+//! instances out over them) or is stopped (edge1 takes all of both).
 //!
 //! Each configuration is measured twice, in the order two, one, one, two, so that drift
 //! over the run falls on both alike. Each measurement is two load runs:
@@ -44,6 +45,9 @@ struct Figures {
 
 fn main() -> Result<()> {
     let down = netns::up()?;
+    let manifest_path = repo_root().join("wadm.yaml");
+    let manifest: wadm_types::Manifest =
+        serde_yaml::from_str(&std::fs::read_to_string(&manifest_path)?)?;
     // Warm-up: first calls compile and cache; none of it is measured.
     netns::run_load(&netns::load(
         "warm",
@@ -61,7 +65,7 @@ fn main() -> Result<()> {
         .enumerate()
     {
         if edge != running {
-            switch(edge)?;
+            switch(&manifest, edge)?;
             running = edge;
         }
         let figures = if edge == Edge::Two {
@@ -115,29 +119,20 @@ fn main() -> Result<()> {
 }
 
 /// Stops edge2's host gracefully (it tells the lattice, and wadm drops it at once), or
-/// starts it again and waits until wadm has placed the edge's share on it.
-fn switch(to: Edge) -> Result<()> {
-    match to {
+/// starts it again; then waits until wadm has shared ingest and api out over the edge
+/// hosts that are left.
+fn switch(manifest: &wadm_types::Manifest, to: Edge) -> Result<()> {
+    let hosts = match to {
         Edge::One => {
             lattice(&["host-stop", "edge2"])?;
+            netns::HOSTS.len() - 1
         }
         Edge::Two => {
             lattice(&["host-start", "edge2"])?;
-            let ingest = netns::component_id("ingest");
-            let api = netns::component_id("api");
-            neongrid_e2e::wait_for(
-                "ingest and api on the new edge2",
-                std::time::Duration::from_secs(120),
-                || {
-                    let placed = netns::placement()?;
-                    Ok(placed.get("edge2").and_then(|w| {
-                        (w.components.contains_key(&ingest) && w.components.contains_key(&api))
-                            .then_some(())
-                    }))
-                },
-            )?;
+            netns::HOSTS.len()
         }
-    }
+    };
+    netns::wait_placed(manifest, hosts)?;
     netns::wait_deployed()
 }
 

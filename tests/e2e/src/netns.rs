@@ -194,6 +194,127 @@ pub fn placement() -> Result<BTreeMap<String, Workload>> {
     Ok(by_name)
 }
 
+/// What `manifest` puts on each of `hosts` (by name), with component instance counts,
+/// as wadm places it: a daemonscaler runs its count on every host whose labels meet the
+/// spread; a component spreadscaler shares its count out over those hosts, an equal part
+/// each and one more for the first ones in host id order (our patched wadm,
+/// third_party/README.md); a provider runs once on each matching host.
+pub fn expected_placement(
+    manifest: &wadm_types::Manifest,
+    hosts: &BTreeMap<String, Workload>,
+) -> Result<BTreeMap<String, BTreeMap<String, u64>>> {
+    let mut placed: BTreeMap<String, BTreeMap<String, u64>> = hosts
+        .keys()
+        .map(|name| (name.clone(), BTreeMap::new()))
+        .collect();
+    for component in manifest.components() {
+        let Some((kind, scaler)) =
+            component
+                .traits
+                .iter()
+                .flatten()
+                .find_map(|t| match &t.properties {
+                    wadm_types::TraitProperty::SpreadScaler(s) if t.is_scaler() => {
+                        Some((t.trait_type.as_str(), s))
+                    }
+                    _ => None,
+                })
+        else {
+            continue;
+        };
+        ensure!(
+            scaler.spread.len() <= 1,
+            "{}: only a scaler with at most one spread is predicted here",
+            component.name
+        );
+        let fits = |labels: &BTreeMap<String, String>| {
+            scaler.spread.iter().all(|spread| {
+                spread
+                    .requirements
+                    .iter()
+                    .all(|(k, v)| labels.get(k) == Some(v))
+            })
+        };
+        let mut matching: Vec<(&String, &Workload)> =
+            hosts.iter().filter(|(_, w)| fits(&w.labels)).collect();
+        matching.sort_by(|a, b| a.1.host_id.cmp(&b.1.host_id));
+        let id = component_id(&component.name);
+        let count = scaler.instances as u64;
+        let is_provider = matches!(
+            component.properties,
+            wadm_types::Properties::Capability { .. }
+        );
+        ensure!(
+            !is_provider
+                || kind == wadm_types::DAEMONSCALER_TRAIT
+                || matching.len() as u64 <= count,
+            "{}: {count} provider(s) for {} matching hosts; which ones run it is wadm's choice",
+            component.name,
+            matching.len()
+        );
+        let n = matching.len() as u64;
+        for (index, (name, _)) in matching.into_iter().enumerate() {
+            let want = if is_provider || kind == wadm_types::DAEMONSCALER_TRAIT {
+                count
+            } else {
+                count / n + u64::from((index as u64) < count % n)
+            };
+            if want > 0 {
+                placed
+                    .get_mut(name)
+                    .expect("a host of `hosts`")
+                    .insert(id.clone(), want);
+            }
+        }
+    }
+    Ok(placed)
+}
+
+/// Every host runs exactly what `manifest` places on it ([`expected_placement`]), its
+/// components at their instance counts.
+pub fn check_placement(
+    manifest: &wadm_types::Manifest,
+    placed: &BTreeMap<String, Workload>,
+) -> Result<()> {
+    let expected = expected_placement(manifest, placed)?;
+    for (name, workload) in placed {
+        let want = &expected[name];
+        let ids: BTreeSet<String> = want.keys().cloned().collect();
+        ensure!(
+            workload.ids() == ids,
+            "host {name} runs {:?}, the manifest places {ids:?} there",
+            workload.ids()
+        );
+        for (id, (_, max)) in &workload.components {
+            ensure!(
+                want[id] == *max,
+                "host {name} runs {id} with {max} instances, the manifest says {}",
+                want[id]
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Waits until every host of the lattice runs what `manifest` places on it, and returns
+/// the placement.
+pub fn wait_placed(
+    manifest: &wadm_types::Manifest,
+    hosts: usize,
+) -> Result<BTreeMap<String, Workload>> {
+    crate::wait_for(
+        &format!("{hosts} hosts to run what the manifest places on them"),
+        Duration::from_secs(120),
+        || {
+            let placed = placement()?;
+            Ok(
+                (placed.len() == hosts && check_placement(manifest, &placed).is_ok())
+                    .then_some(placed),
+            )
+        },
+    )
+}
+
 /// wadm's id for a manifest component: `<app>-<name>`, dashes in the name made `_`.
 pub fn component_id(name: &str) -> String {
     format!("{LATTICE}-{}", name.replace('-', "_"))

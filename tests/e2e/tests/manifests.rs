@@ -55,9 +55,9 @@ const HTTP_ADDRESS_KEY: &str = "address";
 
 /// What remains of a manifest once the things a deployment may change are removed:
 /// provider images, provider config, placement (scaler spreads, and whether a scaler
-/// places its count once or on every matching host) and the HTTP listen address.
-/// Swapping databases must leave every component, link, link name, configuration name
-/// and instance count as it is.
+/// shares its count out over the matching hosts or runs it on each) and the HTTP listen
+/// address. Swapping databases must leave every component, link, link name,
+/// configuration name and instance count as it is.
 fn without_deployment_choices(mut manifest: wadm_types::Manifest) -> wadm_types::Manifest {
     use wadm_types::{Properties, TraitProperty};
     for component in &mut manifest.spec.components {
@@ -161,21 +161,21 @@ fn application_and_development_manifests_differ_only_in_providers_and_placement(
 }
 
 /// Each role in wadm.yaml is one label, and the components sit where the manifest's
-/// header says: ingest, api and the builtin providers on every edge host (a
-/// daemonscaler, so that edge hosts scale out), the validator on core, the key-value
-/// providers on data.
+/// header says: ingest and api shared out over the edge hosts (a spreadscaler, so that
+/// edge hosts scale out), the builtin providers on every edge host (a daemonscaler), the
+/// validator on core, the key-value providers on data.
 #[test]
 fn application_manifest_places_each_role_by_its_label() -> Result<()> {
-    use wadm_types::{DAEMONSCALER_TRAIT as EVERY_HOST, SPREADSCALER_TRAIT as ONCE};
+    use wadm_types::{DAEMONSCALER_TRAIT as EVERY_HOST, SPREADSCALER_TRAIT as SHARED};
     let application = parse(APPLICATION)?;
     let expected = [
-        ("ingest", "neongrid.edge", EVERY_HOST),
-        ("api", "neongrid.edge", EVERY_HOST),
+        ("ingest", "neongrid.edge", SHARED),
+        ("api", "neongrid.edge", SHARED),
         ("messaging", "neongrid.edge", EVERY_HOST),
         ("httpserver", "neongrid.edge", EVERY_HOST),
-        ("validator", "neongrid.core", ONCE),
-        ("hot-store", "neongrid.data", ONCE),
-        ("archive-store", "neongrid.data", ONCE),
+        ("validator", "neongrid.core", SHARED),
+        ("hot-store", "neongrid.data", SHARED),
+        ("archive-store", "neongrid.data", SHARED),
     ];
     ensure!(application.spec.components.len() == expected.len());
     for (name, label, kind) in expected {

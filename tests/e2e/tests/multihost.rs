@@ -4,13 +4,15 @@
 //!
 //! In order, on one lattice:
 //! 1. placement: each host's inventory, read through the control interface, holds
-//!    exactly what the manifest's spreads and daemons put on a host with its labels;
+//!    exactly what the manifest's spreads and daemons put on a host with its labels
+//!    (ingest and api shared out over both edge hosts);
 //! 2. a reading published at the edge, judged on core, stored on data, read back;
 //! 3. the validator moved from core to edge and back by manifest alone, while readings
 //!    flow, each stored once, the same component image throughout;
 //! 4. edge-host loss: edge2's host process killed under load from the load generator
 //!    (at-least-once, through both edge hosts' NATS servers); every reading stored
-//!    exactly once, wadm forgets the host, and a host started again gets its share;
+//!    exactly once, wadm forgets the host and moves its share of ingest and api onto
+//!    edge1, and a host started again gets its share back;
 //! 5. the data host's provider processes killed under load: the host restarts them,
 //!    ingest rides out the restart, and every reading is stored exactly once;
 //! 6. `down` leaves no namespace, link or process behind.
@@ -26,8 +28,8 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use neongrid_e2e::manifest::Manifest;
 use neongrid_e2e::netns::{
-    self, component_id, lattice, placement, wait_deployed, wash_deploy, Workload, EDGE1_API,
-    EDGE1_NATS, HOSTS, STATE_DIR,
+    self, check_placement, component_id, lattice, placement, wait_deployed, wait_placed,
+    wash_deploy, Workload, EDGE1_API, EDGE1_NATS, HOSTS, STATE_DIR,
 };
 use neongrid_e2e::pipeline::{self, connect, reading, runtime};
 use neongrid_e2e::{http, repo_root, trace, wait_for};
@@ -50,57 +52,6 @@ const FAIL_AFTER: Duration = Duration::from_secs(4);
 /// wadm forgets a silent host after 45 s without a heartbeat (`lattice.sh`), checked
 /// every 22.5 s, and hosts beat every 30 s.
 const REAP_TIMEOUT: Duration = Duration::from_secs(150);
-
-/// What the manifest puts on a host with these labels: every component whose scaler's
-/// spread requirements the labels meet, with its instance count (per host for a
-/// daemonscaler; this lattice has one matching host for every spreadscaler).
-fn expected_on(
-    manifest: &wadm_types::Manifest,
-    labels: &BTreeMap<String, String>,
-) -> BTreeMap<String, u64> {
-    manifest
-        .components()
-        .filter_map(|c| {
-            c.traits.iter().flatten().find_map(|t| match &t.properties {
-                wadm_types::TraitProperty::SpreadScaler(s) if t.is_scaler() => {
-                    let fits = s.spread.iter().any(|spread| {
-                        spread
-                            .requirements
-                            .iter()
-                            .all(|(k, v)| labels.get(k) == Some(v))
-                    });
-                    fits.then(|| (component_id(&c.name), s.instances as u64))
-                }
-                _ => None,
-            })
-        })
-        .collect()
-}
-
-/// Every host runs exactly what `manifest` places on it, components at their instance
-/// counts.
-fn check_placement(
-    manifest: &wadm_types::Manifest,
-    placed: &BTreeMap<String, Workload>,
-) -> Result<()> {
-    for (name, workload) in placed {
-        let want = expected_on(manifest, &workload.labels);
-        let ids: BTreeSet<String> = want.keys().cloned().collect();
-        ensure!(
-            workload.ids() == ids,
-            "host {name} runs {:?}, the manifest places {ids:?} there",
-            workload.ids()
-        );
-        for (id, (_, max)) in &workload.components {
-            ensure!(
-                want[id] == *max,
-                "host {name} runs {id} with {max} instances, the manifest says {}",
-                want[id]
-            );
-        }
-    }
-    Ok(())
-}
 
 fn parse_manifest(path: &std::path::Path) -> Result<wadm_types::Manifest> {
     serde_yaml::from_str(&std::fs::read_to_string(path)?)
@@ -177,12 +128,23 @@ fn lattice_places_moves_scales_and_survives_host_and_provider_loss() -> Result<(
             Ok(Some(placed))
         },
     )?;
-    let ingest = component_id("ingest");
-    ensure!(
-        placed["edge1"].components.contains_key(&ingest)
-            && placed["edge2"].components.contains_key(&ingest),
-        "ingest should run on both edge hosts: {placed:?}"
-    );
+    // ingest and api: one spreadscaler each, shared out over both edge hosts.
+    let shared = ["ingest", "api"].map(component_id);
+    let edge_counts = |placed: &BTreeMap<String, Workload>, id: &String| {
+        ["edge1", "edge2"].map(|h| {
+            placed
+                .get(h)
+                .and_then(|w| w.components.get(id))
+                .map(|c| c.1)
+        })
+    };
+    for id in &shared {
+        let counts = edge_counts(&placed, id);
+        ensure!(
+            counts[0].is_some() && counts[0] == counts[1],
+            "{id} should run on both edge hosts, an equal share each: {counts:?}"
+        );
+    }
 
     let rt = runtime()?;
     let nats = rt.block_on(connect(EDGE1_NATS))?;
@@ -219,30 +181,32 @@ fn lattice_places_moves_scales_and_survives_host_and_provider_loss() -> Result<(
         Ok(log.contains(&reaped).then_some(()))
     })?;
     trace("wadm reaped edge2");
-    let placed = placement()?;
+    // wadm reconciles: edge1 takes edge2's share, so it runs the spreads' whole counts.
+    let placed = wait_placed(&manifest, HOSTS.len() - 1)?;
     ensure!(
         !placed.contains_key("edge2"),
         "edge2 still answers: {placed:?}"
     );
-    check_placement(&manifest, &placed)?;
+    trace(&format!(
+        "edge1 after the loss: ingest {:?}, api {:?}",
+        edge_counts(&placed, &shared[0])[0],
+        edge_counts(&placed, &shared[1])[0]
+    ));
     wait_deployed()?;
-    // A replacement host: wadm puts the edge's share on it, with no deploy.
+    // A replacement host: wadm gives it its share back, with no deploy.
     lattice(&["host-start", "edge2"])?;
-    let placed = wait_for(
-        "wadm to place the edge's share on the new edge2",
-        Duration::from_secs(120),
-        || {
-            let placed = placement()?;
-            Ok(check_placement(&manifest, &placed)
-                .ok()
-                .filter(|_| placed.len() == HOSTS.len())
-                .map(|_| placed))
-        },
-    )?;
+    let placed = wait_placed(&manifest, HOSTS.len())?;
     ensure!(
         placed["edge2"].host_id != edge2_before,
         "edge2 should be a new host"
     );
+    for id in &shared {
+        let counts = edge_counts(&placed, id);
+        ensure!(
+            counts[0].is_some() && counts[0] == counts[1],
+            "{id} should be shared out over both edge hosts again: {counts:?}"
+        );
+    }
     wait_deployed()?;
 
     // 5. The data host's providers killed under load.
