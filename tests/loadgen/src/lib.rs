@@ -144,7 +144,23 @@ pub async fn run(config: &Config) -> Result<Report> {
             Arc::clone(&published),
             Arc::clone(&done),
         );
-        std::thread::spawn(move || poll_visibility(&api, &devices, &published, &done))
+        let (ready, baseline_read) = std::sync::mpsc::channel();
+        let poller =
+            std::thread::spawn(move || poll_visibility(&api, &devices, &published, &done, ready));
+        // Send nothing until the poller has every device's starting count: a count read
+        // after the first readings landed would hide them from the report (under load one
+        // GET takes long enough for many to land).
+        if tokio::task::spawn_blocking(move || baseline_read.recv())
+            .await?
+            .is_err()
+        {
+            return Err(poller
+                .join()
+                .map_err(|_| anyhow::anyhow!("the API poller panicked"))?
+                .err()
+                .unwrap_or_else(|| anyhow::anyhow!("the API poller stopped early")));
+        }
+        poller
     };
 
     let start = Instant::now();
@@ -262,12 +278,14 @@ async fn send(nats: &async_nats::Client, subject: String, body: String, tally: &
 
 /// Polls the devices' counts until `done` and everything published is visible (or
 /// [`SETTLE_TIMEOUT`] after `done`); returns how many readings became visible, how much
-/// the counts grew, and the end-to-end latency of each visible reading.
+/// the counts grew, and the end-to-end latency of each visible reading. Signals `ready`
+/// once it has read every device's count before the run.
 fn poll_visibility(
     api: &str,
     devices: &[String],
     published: &Mutex<HashMap<String, Vec<Instant>>>,
     done: &std::sync::atomic::AtomicBool,
+    ready: std::sync::mpsc::Sender<()>,
 ) -> Result<(u64, u64, Vec<Duration>)> {
     let agent = ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(5))
@@ -290,6 +308,8 @@ fn poll_visibility(
     for device in devices {
         baseline.insert(device.as_str(), count(device)?);
     }
+    // The sender may have given up waiting; the counts are still worth polling.
+    let _ = ready.send(());
     // During the run the API may fail for a while (a store restarting, a host lost):
     // the last count stands until it answers again, unless it stays down too long.
     let mut last = baseline.clone();
