@@ -17,6 +17,7 @@
 use std::fmt::Write as _;
 
 use anyhow::{ensure, Result};
+use neongrid_e2e::manifest::wadm_manifest;
 use neongrid_e2e::netns::{self, lattice};
 use neongrid_e2e::{repo_root, trace};
 use neongrid_loadgen::Report;
@@ -45,9 +46,7 @@ struct Figures {
 
 fn main() -> Result<()> {
     let down = netns::up()?;
-    let manifest_path = repo_root().join("wadm.yaml");
-    let manifest: wadm_types::Manifest =
-        serde_yaml::from_str(&std::fs::read_to_string(&manifest_path)?)?;
+    let manifest = wadm_manifest(&repo_root().join("wadm.yaml"))?;
     // Warm-up: first calls compile and cache; none of it is measured.
     netns::run_load(&netns::load(
         "warm",
@@ -125,14 +124,14 @@ fn switch(manifest: &wadm_types::Manifest, to: Edge) -> Result<()> {
     let hosts = match to {
         Edge::One => {
             lattice(&["host-stop", "edge2"])?;
-            netns::HOSTS.len() - 1
+            netns::hosts_without("edge2")
         }
         Edge::Two => {
             lattice(&["host-start", "edge2"])?;
-            netns::HOSTS.len()
+            netns::HOSTS.to_vec()
         }
     };
-    netns::wait_placed(manifest, hosts)?;
+    netns::wait_placed(manifest, &hosts)?;
     netns::wait_deployed()
 }
 

@@ -17,6 +17,14 @@ pub struct Manifest {
     doc: Value,
 }
 
+/// A manifest file as wadm itself reads it, to reason about what it deploys.
+pub fn wadm_manifest(path: &Path) -> Result<wadm_types::Manifest> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_yaml::from_str(&text)
+        .with_context(|| format!("{} is not a wadm manifest", path.display()))
+}
+
 impl Manifest {
     pub fn load(path: &Path) -> Result<Self> {
         let text =

@@ -33,6 +33,11 @@ pub const LATTICE_ARGS: [&str; 6] = [
 /// The label `lattice.sh` gives each host, with its name.
 pub const HOST_LABEL: &str = "neongrid.host";
 pub const HOSTS: [&str; 4] = ["edge1", "edge2", "core", "data"];
+
+/// The lattice's hosts but `gone`.
+pub fn hosts_without(gone: &str) -> Vec<&'static str> {
+    HOSTS.into_iter().filter(|h| *h != gone).collect()
+}
 pub const STATE_DIR: &str = "/run/neongrid-lattice";
 
 /// Fails unless this process is root, which network namespaces need.
@@ -272,7 +277,7 @@ pub fn expected_placement(
 
 /// Every host runs exactly what `manifest` places on it ([`expected_placement`]), its
 /// components at their instance counts.
-pub fn check_placement(
+fn check_placement(
     manifest: &wadm_types::Manifest,
     placed: &BTreeMap<String, Workload>,
 ) -> Result<()> {
@@ -296,21 +301,23 @@ pub fn check_placement(
     Ok(())
 }
 
-/// Waits until every host of the lattice runs what `manifest` places on it, and returns
-/// the placement.
+/// Waits until the lattice's hosts are exactly `hosts` (by name) and each runs what
+/// `manifest` places on it, and returns the placement. On a timeout it says what was
+/// last wrong.
 pub fn wait_placed(
     manifest: &wadm_types::Manifest,
-    hosts: usize,
+    hosts: &[&str],
 ) -> Result<BTreeMap<String, Workload>> {
+    let want: BTreeSet<&str> = hosts.iter().copied().collect();
     crate::wait_for(
-        &format!("{hosts} hosts to run what the manifest places on them"),
+        &format!("hosts {want:?} to run what the manifest places on them"),
         Duration::from_secs(120),
         || {
             let placed = placement()?;
-            Ok(
-                (placed.len() == hosts && check_placement(manifest, &placed).is_ok())
-                    .then_some(placed),
-            )
+            let names: BTreeSet<&str> = placed.keys().map(String::as_str).collect();
+            ensure!(names == want, "the lattice's hosts are {names:?}");
+            check_placement(manifest, &placed)?;
+            Ok(Some(placed))
         },
     )
 }

@@ -4,6 +4,7 @@
 use std::process::Command;
 
 use anyhow::{ensure, Context, Result};
+use neongrid_e2e::manifest::wadm_manifest;
 use neongrid_e2e::repo_root;
 use serde_json::Value;
 
@@ -44,8 +45,7 @@ const DEVELOPMENT: &str = "wadm.dev.yaml";
 const SWAPPED_PROVIDERS: &[&str] = &["hot-store", "archive-store"];
 
 fn parse(name: &str) -> Result<wadm_types::Manifest> {
-    let text = std::fs::read_to_string(repo_root().join(name))?;
-    serde_yaml::from_str(&text).with_context(|| format!("{name} is not a wadm manifest"))
+    wadm_manifest(&repo_root().join(name))
 }
 
 /// The HTTP server's link config, whose listen address is a deployment's choice: loopback
