@@ -5,6 +5,7 @@
 #   wasmcloud-runtime 0.12.0    host: key-value errors trapped the component
 #   wasmcloud-core 0.21.1       host: one provider image started twice failed (ETXTBSY)
 #   wadm 0.21.1                 wadm: a component spreadscaler used only one matching host
+#   wasmcloud-host 0.27.1       host: a link put while a provider started never reached it
 # The cargo workspaces point `[patch.crates-io]` at those directories, so this must run
 # before any cargo command; scripts/setup.sh runs it first. Why each fix is needed, and why
 # it is not an upgrade: third_party/README.md.
@@ -43,6 +44,20 @@ fetch_crate() {
         return 1
     fi
     echo "$archive"
+}
+
+# patch_crate_diff NAME VERSION SHA256: unpacks the crate and applies
+# third_party/NAME-VERSION.diff to it with `patch`. The diff's own hash names the edit, so
+# a changed diff redoes the copy.
+patch_crate_diff() {
+    local name="$1" version="$2" sha="$3"
+    local diff="$repo/third_party/$name-$version.diff"
+    local id
+    id="diff-$(sha256sum "$diff" | cut -d' ' -f1)"
+    patch_crate "$name" "$version" "$sha" "$id" "
+import subprocess, sys
+subprocess.run(['patch', '--quiet', '--forward', '-p1', '-d', sys.argv[1], '-i', '$diff'], check=True)
+"
 }
 
 # patch_crate NAME VERSION SHA256 PATCH_ID EDIT: unpacks the crate and runs the Python
@@ -234,3 +249,11 @@ new = """                    // neongrid patch (third_party/README.md): every ma
 src = src[:a] + new + src[b + len(end):]
 open(path, "w").write(src)
 '
+
+# A link put for a provider that the host had started but whose process had not yet
+# subscribed went nowhere, and the host never sent it again: the provider served that
+# component's calls as from an unknown link for good. Send link puts as requests and
+# again while "no responders" says nobody listens, and put links into the host's map
+# before looking up the running providers.
+patch_crate_diff wasmcloud-host 0.27.1 \
+    6edaf1f51d0b9ec8b799a6d64fce474eb6cf299be3e1ca2e296dfc3c385b8a36

@@ -122,7 +122,7 @@ stamp="$WASH_DOWNLOADS_DIR/.neongrid-launchers"
 # The stamp ties the installed binaries to the exact launcher sources and lock file, so an
 # edit under tools/ rebuilds them while an unchanged clone skips a ~9 minute build.
 want_stamp="$(cd "$repo/tools" && cat rust-toolchain.toml Cargo.toml Cargo.lock ./*/Cargo.toml ./*/src/*.rs \
-    ../scripts/patch-crates.sh | sha256sum | cut -d' ' -f1)"
+    ../scripts/patch-crates.sh ../third_party/*.diff | sha256sum | cut -d' ' -f1)"
 if [[ -x "$host_bin" && -x "$wadm_bin" && "$(cat "$stamp" 2>/dev/null)" == "$want_stamp" ]] \
     && [[ "$(version_of "$wadm_bin" --version)" == "wadm $WADM_VERSION" ]] \
     && [[ "$(version_of "$host_bin" --version)" == "wasmcloud_host $HOST_VERSION" ]]; then

@@ -21,6 +21,16 @@ pub const METRIC_KEY_PREFIX: &str = "metric.";
 /// The key of the [`UnknownMetrics`] policy.
 pub const UNKNOWN_METRICS_KEY: &str = "unknown_metrics";
 
+/// The key that lists every metric the config has a rule for, e.g.
+/// `metrics: temperature_c,humidity_pct`. Required: the host serves a config that is
+/// absent (deleted, or not written yet) as an empty one, and one that another writer
+/// changes as whatever it holds at that moment, so only a config that carries its own
+/// list, and matches it, is known to be whole.
+pub const METRICS_KEY: &str = "metrics";
+
+/// Separates the names in the [`METRICS_KEY`] list.
+pub const METRICS_SEPARATOR: char = ',';
+
 /// The field of a rule holding the range outside which a reading is refused.
 pub const VALID_FIELD: &str = "valid";
 
@@ -83,11 +93,43 @@ pub enum ConfigError {
     #[error("config could not be read ({detail}); expected the host to serve the validator's runtime config")]
     Unreadable { detail: String },
     #[error(
-        "config key `{key}` is not a validator setting; expected `{}` or keys of the form `{}<metric>`",
+        "config key `{key}` is not a validator setting; expected `{}`, `{}` or keys of the form `{}<metric>`",
+        METRICS_KEY,
         UNKNOWN_METRICS_KEY,
         METRIC_KEY_PREFIX
     )]
     UnknownKey { key: String },
+    /// No list of metrics: the config is absent, or not the validator's whole config.
+    #[error(
+        "config has no `{}` key, so it may be absent, partial or in the middle of an update; \
+         expected `{}` to list every metric that has a `{}<metric>` rule, such as \
+         `{}: temperature_c,humidity_pct` (empty for none)",
+        METRICS_KEY,
+        METRICS_KEY,
+        METRIC_KEY_PREFIX,
+        METRICS_KEY
+    )]
+    MissingMetricsList,
+    #[error(
+        "config key `{}` has value {value:?}, whose entry {entry:?} is not a metric name; expected \
+         metric names ({}) separated by `{}`, each once",
+        METRICS_KEY,
+        METRIC_RULE,
+        METRICS_SEPARATOR
+    )]
+    BadMetricsList { value: String, entry: String },
+    /// The list and the rules disagree: part of the config is missing, or it mixes two
+    /// versions of it.
+    #[error(
+        "config is incomplete: {}; expected one `{}<metric>` rule for each metric in `{}`, and no other",
+        describe_mismatch(.listed_without_rule, .ruled_but_unlisted),
+        METRIC_KEY_PREFIX,
+        METRICS_KEY
+    )]
+    Incomplete {
+        listed_without_rule: Vec<String>,
+        ruled_but_unlisted: Vec<String>,
+    },
     #[error("config key `{key}` is given more than once; expected each key once")]
     DuplicateKey { key: String },
     #[error(
@@ -114,7 +156,8 @@ impl ConfigError {
     /// The key at fault, if the fault is a key's.
     pub fn key(&self) -> Option<&str> {
         match self {
-            Self::Unreadable { .. } => None,
+            Self::Unreadable { .. } | Self::Incomplete { .. } => None,
+            Self::MissingMetricsList | Self::BadMetricsList { .. } => Some(METRICS_KEY),
             Self::UnknownKey { key }
             | Self::DuplicateKey { key }
             | Self::BadMetricName { key, .. }
@@ -122,6 +165,58 @@ impl ConfigError {
             | Self::BadRule { key, .. } => Some(key),
         }
     }
+}
+
+fn describe_mismatch(listed_without_rule: &[String], ruled_but_unlisted: &[String]) -> String {
+    let names = |names: &[String]| {
+        names
+            .iter()
+            .map(|name| format!("{name:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut parts = Vec::new();
+    if !listed_without_rule.is_empty() {
+        parts.push(format!(
+            "`{METRICS_KEY}` lists {} with no `{METRIC_KEY_PREFIX}<metric>` rule",
+            names(listed_without_rule)
+        ));
+    }
+    if !ruled_but_unlisted.is_empty() {
+        parts.push(format!(
+            "{} {} a rule but {} not in `{METRICS_KEY}`",
+            names(ruled_but_unlisted),
+            if ruled_but_unlisted.len() == 1 {
+                "has"
+            } else {
+                "have"
+            },
+            if ruled_but_unlisted.len() == 1 {
+                "is"
+            } else {
+                "are"
+            },
+        ));
+    }
+    parts.join("; ")
+}
+
+/// Parses the value of [`METRICS_KEY`]: metric names separated by
+/// [`METRICS_SEPARATOR`], spaces around them allowed, each once; empty for none.
+fn parse_metrics_list(value: &str) -> Result<BTreeSet<String>, ConfigError> {
+    let mut listed = BTreeSet::new();
+    for entry in value.split(METRICS_SEPARATOR).map(str::trim) {
+        if entry.is_empty() && value.trim().is_empty() {
+            continue;
+        }
+        if MetricName::parse(entry).is_err() || !listed.insert(entry.to_owned()) {
+            return Err(ConfigError::BadMetricsList {
+                value: value.to_owned(),
+                entry: entry.to_owned(),
+            });
+        }
+    }
+    Ok(listed)
 }
 
 /// What is wrong inside one rule's value.
@@ -228,8 +323,11 @@ impl Rules {
     ///
     /// Keys are taken exactly as given (no trimming, case-sensitive), since a
     /// key that differs from the documented form is a mistake to report, not
-    /// to guess at. An empty config is valid: no metric has a rule, so with
-    /// the default policy every reading is refused as of an unknown metric.
+    /// to guess at. The [`METRICS_KEY`] list is required and must name exactly
+    /// the metrics that have a rule, so an absent, partial or half-updated
+    /// config is an error (the validator answers `misconfigured`, which a
+    /// sender may retry) rather than rules that would refuse valid readings
+    /// for good.
     pub fn from_config<I, K, V>(pairs: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator<Item = (K, V)>,
@@ -238,6 +336,7 @@ impl Rules {
     {
         let mut rules = Self::default();
         let mut seen = BTreeSet::new();
+        let mut listed = None;
         for (key, value) in pairs {
             let (key, value) = (key.as_ref(), value.as_ref());
             if !seen.insert(key.to_owned()) {
@@ -245,7 +344,9 @@ impl Rules {
                     key: key.to_owned(),
                 });
             }
-            if key == UNKNOWN_METRICS_KEY {
+            if key == METRICS_KEY {
+                listed = Some(parse_metrics_list(value)?);
+            } else if key == UNKNOWN_METRICS_KEY {
                 rules.unknown_metrics =
                     UnknownMetrics::parse(value).ok_or_else(|| ConfigError::BadPolicy {
                         key: key.to_owned(),
@@ -270,6 +371,14 @@ impl Rules {
                 });
             }
         }
+        let listed = listed.ok_or(ConfigError::MissingMetricsList)?;
+        let ruled: BTreeSet<String> = rules.metrics.keys().cloned().collect();
+        if listed != ruled {
+            return Err(ConfigError::Incomplete {
+                listed_without_rule: listed.difference(&ruled).cloned().collect(),
+                ruled_but_unlisted: ruled.difference(&listed).cloned().collect(),
+            });
+        }
         Ok(rules)
     }
 
@@ -288,16 +397,35 @@ impl Rules {
     }
 }
 
+/// `pairs` with a [`METRICS_KEY`] entry listing their metric rules, unless they have one:
+/// what a whole config looks like, for tests about everything else.
+#[cfg(test)]
+pub(crate) fn with_metrics_list(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut config: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    if !pairs.iter().any(|(k, _)| *k == METRICS_KEY) {
+        let listed: Vec<&str> = pairs
+            .iter()
+            .filter_map(|(k, _)| k.strip_prefix(METRIC_KEY_PREFIX))
+            .collect();
+        config.push((METRICS_KEY.into(), listed.join(",")));
+    }
+    config
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn rules(pairs: &[(&str, &str)]) -> Rules {
-        Rules::from_config(pairs.iter().copied()).unwrap_or_else(|err| panic!("{pairs:?}: {err}"))
+        Rules::from_config(with_metrics_list(pairs))
+            .unwrap_or_else(|err| panic!("{pairs:?}: {err}"))
     }
 
     fn config_error(pairs: &[(&str, &str)]) -> ConfigError {
-        Rules::from_config(pairs.iter().copied()).unwrap_err()
+        Rules::from_config(with_metrics_list(pairs)).unwrap_err()
     }
 
     fn rule(text: &str) -> MetricRule {
@@ -454,7 +582,7 @@ mod tests {
     }
 
     #[test]
-    fn empty_config_rejects_unknown_metrics_by_default() {
+    fn a_config_without_metric_rules_rejects_unknown_metrics_by_default() {
         let parsed = rules(&[]);
         assert_eq!(parsed.metrics().count(), 0);
         assert_eq!(parsed.unknown_metrics(), UnknownMetrics::Reject);
@@ -496,7 +624,7 @@ mod tests {
         assert_eq!(
             config_error(&[("unknown-metrics", "accept")]).to_string(),
             "config key `unknown-metrics` is not a validator setting; \
-             expected `unknown_metrics` or keys of the form `metric.<metric>`"
+             expected `metrics`, `unknown_metrics` or keys of the form `metric.<metric>`"
         );
     }
 
@@ -572,7 +700,92 @@ mod tests {
 
     #[test]
     fn owned_pairs_from_get_all_are_accepted() {
-        let pairs: Vec<(String, String)> = vec![("metric.t".into(), "valid=0..1".into())];
+        let pairs: Vec<(String, String)> = vec![
+            ("metric.t".into(), "valid=0..1".into()),
+            (METRICS_KEY.into(), "t".into()),
+        ];
         assert!(Rules::from_config(pairs).is_ok());
+    }
+
+    /// What the host serves for a deleted config, or before the config exists.
+    #[test]
+    fn an_absent_config_is_an_error_not_an_empty_rule_set() {
+        let err = Rules::from_config(Vec::<(String, String)>::new()).unwrap_err();
+        assert_eq!(err, ConfigError::MissingMetricsList);
+        assert_eq!(err.key(), Some(METRICS_KEY));
+        let message = err.to_string();
+        assert!(
+            message.contains("no `metrics` key")
+                && message.contains("absent, partial or in the middle of an update")
+                && message.contains("`metrics: temperature_c,humidity_pct`"),
+            "{message}"
+        );
+        // Rules without their list are no better: nothing says they are all there.
+        let err = Rules::from_config([("metric.t", "valid=0..1")]).unwrap_err();
+        assert_eq!(err, ConfigError::MissingMetricsList);
+    }
+
+    #[test]
+    fn a_config_missing_a_listed_rule_is_incomplete() {
+        let err = Rules::from_config([
+            (METRICS_KEY, "temperature_c, humidity_pct"),
+            ("metric.temperature_c", EXAMPLE_RULE),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::Incomplete {
+                listed_without_rule: vec!["humidity_pct".into()],
+                ruled_but_unlisted: vec![],
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "config is incomplete: `metrics` lists \"humidity_pct\" with no `metric.<metric>` rule; \
+             expected one `metric.<metric>` rule for each metric in `metrics`, and no other"
+        );
+    }
+
+    /// Two versions mixed: the old list with a rule only the new version has.
+    #[test]
+    fn a_rule_missing_from_the_list_is_incomplete() {
+        let err = Rules::from_config([
+            (METRICS_KEY, "t"),
+            ("metric.t", "valid=0..1"),
+            ("metric.p", "valid=0..1"),
+            ("metric.q", "valid=0..1"),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::Incomplete {
+                listed_without_rule: vec![],
+                ruled_but_unlisted: vec!["p".into(), "q".into()],
+            }
+        );
+        assert!(err
+            .to_string()
+            .contains("\"p\", \"q\" have a rule but are not in `metrics`"));
+    }
+
+    #[test]
+    fn the_metrics_list_takes_names_once_with_spaces_allowed() {
+        let parsed = rules(&[
+            (METRICS_KEY, " b ,a"),
+            ("metric.a", "valid=.."),
+            ("metric.b", "valid=.."),
+        ]);
+        assert_eq!(parsed.metrics().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(rules(&[(METRICS_KEY, " ")]).metrics().count(), 0);
+        for (value, entry) in [("a,,b", ""), ("a,a", "a"), ("Temp", "Temp"), ("a;b", "a;b")] {
+            assert_eq!(
+                config_error(&[(METRICS_KEY, value)]),
+                ConfigError::BadMetricsList {
+                    value: value.into(),
+                    entry: entry.into(),
+                },
+                "{value:?}"
+            );
+        }
     }
 }

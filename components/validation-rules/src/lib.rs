@@ -11,6 +11,7 @@
 //! | key | value | meaning |
 //! | --- | --- | --- |
 //! | `metric.<name>` | `valid=LOW..HIGH` or `valid=LOW..HIGH;alert=LOW..HIGH` | the rule of metric `<name>` |
+//! | `metrics` | metric names separated by `,` (empty for none) | **required**: every metric that has a `metric.<name>` rule, and no other |
 //! | `unknown_metrics` | `reject` (default) or `accept` | what happens to a metric without a rule |
 //!
 //! - `valid` is required: a reading outside it is rejected.
@@ -24,6 +25,13 @@
 //! - Any other key, a repeated key or a malformed value makes the whole config
 //!   invalid ([`ConfigError`]), and the validator then rejects every reading as
 //!   misconfigured, naming the key.
+//! - `metrics` is the config's completeness mark. The host serves a config that
+//!   is deleted or not yet written as an empty one, and wadm replaces a
+//!   component's config during an upgrade by deleting the old version's and
+//!   putting the new one's, in no fixed order. Without the list, an empty or
+//!   partial config would be rules that refuse valid readings for good
+//!   (`unknown_metric`); with it, such a config is `misconfigured`, which ingest
+//!   reports as retryable, and the reading is taken once the config is whole.
 //!
 //! In a wadm manifest:
 //!
@@ -38,6 +46,7 @@
 //!           metric.temperature_c: "valid=-40..85;alert=-10..45"
 //!           metric.humidity: "valid=0..100;alert=20..80"
 //!           metric.battery_v: "valid=0..;alert=3.3.."
+//!           metrics: temperature_c,humidity,battery_v
 //!           unknown_metrics: reject
 //! ```
 //!
@@ -51,7 +60,7 @@ pub mod config;
 pub mod range;
 pub mod verdict;
 
-pub use config::{ConfigError, MetricRule, RuleProblem, Rules, UnknownMetrics};
+pub use config::{ConfigError, MetricRule, RuleProblem, Rules, UnknownMetrics, METRICS_KEY};
 pub use range::{Range, RangeError, Side};
 pub use verdict::{Alert, Rejection, Verdict};
 
@@ -66,6 +75,7 @@ mod tests {
             ("metric.temperature_c", "valid=-40..85;alert=-10..45"),
             ("metric.humidity", "valid=0..100;alert=20..80"),
             ("metric.battery_v", "valid=0..;alert=3.3.."),
+            ("metrics", "temperature_c,humidity,battery_v"),
             ("unknown_metrics", "reject"),
         ])
         .unwrap();

@@ -147,7 +147,7 @@ mod tests {
     use super::*;
 
     fn rules(pairs: &[(&str, &str)]) -> Rules {
-        Rules::from_config(pairs.iter().copied()).unwrap()
+        Rules::from_config(crate::config::with_metrics_list(pairs)).unwrap()
     }
 
     fn temperature() -> Rules {
@@ -331,9 +331,11 @@ mod tests {
 
     #[test]
     fn unknown_metric_message_stays_short() {
-        let many: Vec<(String, String)> = (0..15)
+        let mut many: Vec<(String, String)> = (0..15)
             .map(|i| (format!("metric.m{i:02}"), "valid=..".to_owned()))
             .collect();
+        let listed: Vec<String> = (0..15).map(|i| format!("m{i:02}")).collect();
+        many.push((crate::config::METRICS_KEY.into(), listed.join(",")));
         let rules = Rules::from_config(many).unwrap();
         let long_metric = "x".repeat(500);
         let message = rejection(rules.validate(&long_metric, 1.0)).to_string();
@@ -354,7 +356,8 @@ mod tests {
 
     #[test]
     fn misconfiguration_names_the_key() {
-        let err = Rules::from_config([("metric.t", "valid=0..1;alert=5..6")]).unwrap_err();
+        let err = Rules::from_config([("metric.t", "valid=0..1;alert=5..6"), ("metrics", "t")])
+            .unwrap_err();
         let rejection = Rejection::from(err);
         let message = rejection.to_string();
         assert!(

@@ -125,7 +125,10 @@ mod tests {
     }
 
     fn rules() -> Result<Rules, ConfigError> {
-        Rules::from_config([("metric.temperature_c", "valid=-40..85;alert=-10..45")])
+        Rules::from_config([
+            ("metric.temperature_c", "valid=-40..85;alert=-10..45"),
+            ("metrics", "temperature_c"),
+        ])
     }
 
     fn verdict(rules: &Result<Rules, ConfigError>, metric: &str, value: f64) -> wit::Verdict {
@@ -173,7 +176,10 @@ mod tests {
 
     #[test]
     fn bad_config_rejects_as_misconfigured_naming_the_key() {
-        let bad = Rules::from_config([("metric.temperature_c", "valid=85..-40")]);
+        let bad = Rules::from_config([
+            ("metric.temperature_c", "valid=85..-40"),
+            ("metrics", "temperature_c"),
+        ]);
         let wit::Verdict::Rejected(rejection) = verdict(&bad, "temperature_c", 20.0) else {
             panic!("expected a rejection");
         };
@@ -181,6 +187,22 @@ mod tests {
         assert!(rejection
             .reason
             .starts_with("validator is misconfigured, so it accepts no reading: config key `metric.temperature_c`"));
+    }
+
+    /// What the host serves while a rollout has deleted the config and not yet put it
+    /// again: misconfigured (retryable), never an unknown-metric rejection for good.
+    #[test]
+    fn an_absent_config_rejects_as_misconfigured() {
+        let absent = Rules::from_config(Vec::<(String, String)>::new());
+        let wit::Verdict::Rejected(rejection) = verdict(&absent, "temperature_c", 20.0) else {
+            panic!("expected a rejection");
+        };
+        assert_eq!(rejection.kind, wit::RejectionKind::Misconfigured);
+        assert!(
+            rejection.reason.contains("no `metrics` key"),
+            "{}",
+            rejection.reason
+        );
     }
 
     #[test]

@@ -53,6 +53,13 @@ pub async fn run<F: StoreFactory>(factory: F, provider_name: &'static str) -> an
     let shutdown = run_provider(provider.clone(), provider_name)
         .await
         .context("failed to connect the provider to the lattice")?;
+    // The SDK has applied the links of the start-up data by now; the ones that come later
+    // arrive as link puts, each logged as it comes.
+    tracing::info!(
+        backend = provider.backend(),
+        links = ?provider.known_links(),
+        "key-value links handed over at start-up"
+    );
     let connection = get_connection();
     // Invocations for this provider arrive on subjects named after its own key.
     let wrpc = connection

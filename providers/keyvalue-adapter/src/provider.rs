@@ -1,5 +1,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use keyvalue_store::{Store, StoreConfig, StoreError, StoreFactory, StoreResult};
 use tracing::{debug, info, instrument, warn};
@@ -15,6 +16,11 @@ const LINK_WIT_PACKAGE: &str = "keyvalue";
 
 /// Link name the host uses when a link has none, and the SDK assumes when a call lacks one.
 const DEFAULT_LINK_NAME: &str = "default";
+
+/// How long a call on a link the provider does not know waits for that link to arrive. The
+/// host may deliver a link put a moment after the component's first calls (the two travel
+/// separately); a link that takes longer is reported to the caller, who may try again.
+pub(crate) const UNKNOWN_LINK_WAIT: Duration = Duration::from_secs(2);
 
 /// Identifies one link into the provider: the component that calls, and the link's name (a
 /// component may hold several links to one provider under different names).
@@ -58,7 +64,9 @@ enum LinkState {
 /// Each link gets the store its configuration opens: the provider's own configuration with
 /// the link's target configuration (and secrets) laid over it. Links whose effective
 /// configuration is identical share one store, opened once. A call from a link the provider
-/// has not (yet) been told about uses the store of the provider's own configuration.
+/// has not been told about waits up to [`UNKNOWN_LINK_WAIT`] for it, then fails with an
+/// error naming the component and the link. It never reaches a store: a store the link did
+/// not configure could be another application's database.
 ///
 /// Cheap to clone; clones share all state, which is how the SDK's command loop and the wRPC
 /// handlers see the same links.
@@ -79,8 +87,8 @@ struct Inner<F> {
     /// The provider-wide configuration, the base every link's configuration is laid over.
     base_config: RwLock<StoreConfig>,
     links: RwLock<HashMap<LinkKey, LinkState>>,
-    /// Store for calls from unknown links, opened from `base_config` on first use.
-    fallback: RwLock<Option<Arc<dyn Store>>>,
+    /// Bumped whenever `links` changes, to wake calls that wait for their link.
+    link_changes: tokio::sync::watch::Sender<u64>,
     /// Every open store by the configuration that opened it. An async mutex because it is
     /// held across `StoreFactory::open`, so that two links never open the same store twice.
     open_stores: tokio::sync::Mutex<HashMap<StoreConfig, Arc<dyn Store>>>,
@@ -94,6 +102,19 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What a call on an unknown link is told: who called, on which link, and what was expected.
+fn unknown_link_message(link: &LinkKey) -> String {
+    format!(
+        "no link named {:?} from component {:?} is known to this provider (waited {} ms for it); \
+         expected a link from that component to this provider ({LINK_WIT_NAMESPACE}:{LINK_WIT_PACKAGE}) \
+         under that name, as the manifest declares it. A link still on its way arrives within \
+         moments: try the call again",
+        link.link_name,
+        link.source_id,
+        UNKNOWN_LINK_WAIT.as_millis()
+    )
 }
 
 /// A [`StoreConfig`] from the maps the SDK hands over.
@@ -126,7 +147,7 @@ impl<F: StoreFactory> KeyValueProvider<F> {
                 factory,
                 base_config: RwLock::default(),
                 links: RwLock::default(),
-                fallback: RwLock::default(),
+                link_changes: tokio::sync::watch::Sender::new(0),
                 open_stores: tokio::sync::Mutex::default(),
             }),
         }
@@ -138,11 +159,24 @@ impl<F: StoreFactory> KeyValueProvider<F> {
     }
 
     /// Replaces the provider-wide configuration. Links already made keep their stores; new
-    /// links and calls from unknown links use the new configuration.
+    /// links use the new configuration.
     pub async fn set_provider_config(&self, config: StoreConfig) {
         *write(&self.inner.base_config) = config;
-        *write(&self.inner.fallback) = None;
-        self.close_unused_stores().await;
+    }
+
+    /// Records `state` for `link` and wakes the calls waiting for links.
+    fn record_link(&self, link: LinkKey, state: LinkState) {
+        write(&self.inner.links).insert(link, state);
+        self.inner
+            .link_changes
+            .send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// The links the provider knows, for the log.
+    pub(crate) fn known_links(&self) -> Vec<LinkKey> {
+        let mut links: Vec<LinkKey> = read(&self.inner.links).keys().cloned().collect();
+        links.sort_by(|a, b| (&a.source_id, &a.link_name).cmp(&(&b.source_id, &b.link_name)));
+        links
     }
 
     /// Records a link and opens (or reuses) the store for its configuration. On failure the
@@ -160,7 +194,7 @@ impl<F: StoreFactory> KeyValueProvider<F> {
                     "cannot open a key-value store for this link",
                 );
                 let reason = err.to_string();
-                write(&self.inner.links).insert(link, LinkState::Failed { reason });
+                self.record_link(link, LinkState::Failed { reason });
                 self.close_unused_stores().await;
                 return Err(err);
             }
@@ -171,7 +205,7 @@ impl<F: StoreFactory> KeyValueProvider<F> {
             backend = self.backend(),
             "key-value link ready"
         );
-        write(&self.inner.links).insert(link, state);
+        self.record_link(link, state);
         // A re-put link may have left its previous store unused.
         self.close_unused_stores().await;
         Ok(())
@@ -179,49 +213,55 @@ impl<F: StoreFactory> KeyValueProvider<F> {
 
     /// Forgets a link, closing its store if no other link uses it.
     pub async fn remove_link(&self, link: &LinkKey) {
-        if write(&self.inner.links).remove(link).is_some() {
-            info!(
-                source_id = %link.source_id,
-                link_name = %link.link_name,
-                "key-value link removed"
-            );
-        }
+        let removed = write(&self.inner.links).remove(link).is_some();
+        info!(
+            source_id = %link.source_id,
+            link_name = %link.link_name,
+            known = removed,
+            "key-value link deleted"
+        );
         self.close_unused_stores().await;
     }
 
-    /// The store serving calls that arrive on `link`.
+    /// The store serving calls that arrive on `link`, waiting up to [`UNKNOWN_LINK_WAIT`]
+    /// for a link the provider does not know yet.
     pub(crate) async fn store_for(&self, link: &LinkKey) -> Result<Arc<dyn Store>, String> {
-        // Only the store's Arc is cloned: this runs on every call.
-        let known = read(&self.inner.links).get(link).map(|state| match state {
-            LinkState::Ready { store, .. } => Ok(store.clone()),
-            LinkState::Failed { reason } => Err(reason.clone()),
-        });
-        match known {
-            Some(Ok(store)) => Ok(store),
-            Some(Err(reason)) => Err(format!(
-                "link {:?} from component {:?} has no usable store: {reason}",
-                link.link_name, link.source_id
-            )),
-            None => {
-                debug!(
-                    source_id = %link.source_id,
-                    link_name = %link.link_name,
-                    "call from a link not (yet) known; using the provider-wide store"
-                );
-                self.fallback_store().await.map_err(|err| err.to_string())
+        if let Some(known) = self.known_store(link) {
+            return known;
+        }
+        // Subscribed before the second look, so a link recorded in between still wakes us.
+        let mut changes = self.inner.link_changes.subscribe();
+        let deadline = tokio::time::Instant::now() + UNKNOWN_LINK_WAIT;
+        loop {
+            if let Some(known) = self.known_store(link) {
+                return known;
+            }
+            let woke = tokio::time::timeout_at(deadline, changes.changed()).await;
+            if !matches!(woke, Ok(Ok(()))) {
+                return self.known_store(link).unwrap_or_else(|| {
+                    warn!(
+                        source_id = %link.source_id,
+                        link_name = %link.link_name,
+                        backend = self.backend(),
+                        waited_ms = UNKNOWN_LINK_WAIT.as_millis() as u64,
+                        "call on a link this provider does not know; refused"
+                    );
+                    Err(unknown_link_message(link))
+                });
             }
         }
     }
 
-    async fn fallback_store(&self) -> StoreResult<Arc<dyn Store>> {
-        let cached = read(&self.inner.fallback).clone();
-        if let Some(store) = cached {
-            return Ok(store);
-        }
-        let config = read(&self.inner.base_config).clone();
-        let store = self.open_shared(&config).await?;
-        *write(&self.inner.fallback) = Some(store.clone());
-        Ok(store)
+    /// The outcome for a call on `link` if the link is known. Only the store's Arc is
+    /// cloned: this runs on every call.
+    fn known_store(&self, link: &LinkKey) -> Option<Result<Arc<dyn Store>, String>> {
+        read(&self.inner.links).get(link).map(|state| match state {
+            LinkState::Ready { store, .. } => Ok(store.clone()),
+            LinkState::Failed { reason } => Err(format!(
+                "link {:?} from component {:?} has no usable store: {reason}",
+                link.link_name, link.source_id
+            )),
+        })
     }
 
     async fn open_shared(&self, config: &StoreConfig) -> StoreResult<Arc<dyn Store>> {
@@ -229,26 +269,28 @@ impl<F: StoreFactory> KeyValueProvider<F> {
         if let Some(store) = open.get(config) {
             return Ok(store.clone());
         }
-        debug!(backend = self.backend(), ?config, "opening key-value store");
+        debug!(
+            backend = self.backend(),
+            settings = ?config.value_names(),
+            secrets = ?config.secret_names(),
+            "opening key-value store"
+        );
         let store = self.inner.factory.open(config).await?;
         open.insert(config.clone(), store.clone());
         Ok(store)
     }
 
-    /// Drops stores that neither a link nor the fallback uses any more (closing, say, their
-    /// connections). Whether the data survives is the backend's business.
+    /// Drops stores that no link uses any more (closing, say, their connections). Whether
+    /// the data survives is the backend's business.
     async fn close_unused_stores(&self) {
         let mut open = self.inner.open_stores.lock().await;
-        let mut in_use: HashSet<StoreConfig> = read(&self.inner.links)
+        let in_use: HashSet<StoreConfig> = read(&self.inner.links)
             .values()
             .filter_map(|state| match state {
                 LinkState::Ready { config, .. } => Some(config.clone()),
                 LinkState::Failed { .. } => None,
             })
             .collect();
-        if read(&self.inner.fallback).is_some() {
-            in_use.insert(read(&self.inner.base_config).clone());
-        }
         open.retain(|config, _| in_use.contains(config));
     }
 
@@ -289,7 +331,9 @@ impl<F: StoreFactory> KeyValueProvider<F> {
     /// Forgets every link and closes every store.
     pub async fn close_all(&self) {
         write(&self.inner.links).clear();
-        *write(&self.inner.fallback) = None;
+        self.inner
+            .link_changes
+            .send_modify(|n| *n = n.wrapping_add(1));
         self.inner.open_stores.lock().await.clear();
     }
 
@@ -332,6 +376,15 @@ impl<F: StoreFactory> Provider for KeyValueProvider<F> {
         }
         let key = LinkKey::new(link.source_id, link.link_name);
         let config = store_config(link.config, link.secrets);
+        info!(
+            source_id = %key.source_id,
+            link_name = %key.link_name,
+            target_id = link.target_id,
+            interfaces = ?link.wit_metadata.2,
+            settings = ?config.value_names(),
+            secrets = ?config.secret_names(),
+            "key-value link put received"
+        );
         self.put_link(key, &config)
             .await
             .map_err(|err: StoreError| anyhow::Error::new(err).context("key-value link rejected"))

@@ -42,6 +42,16 @@ impl StoreConfig {
             .map(String::as_str)
     }
 
+    /// The names of the plain settings, for logs: values such as URLs may carry credentials.
+    pub fn value_names(&self) -> Vec<&str> {
+        self.values.keys().map(String::as_str).collect()
+    }
+
+    /// The names of the secrets, for logs.
+    pub fn secret_names(&self) -> Vec<&str> {
+        self.secrets.keys().map(String::as_str).collect()
+    }
+
     /// This configuration with every entry of `overlay` laid over it (overlay wins).
     pub fn overlaid_with(&self, overlay: &StoreConfig) -> StoreConfig {
         let mut merged = self.clone();
@@ -79,6 +89,14 @@ mod tests {
         assert!(printed.contains("redis://db:6379"), "{printed}");
         assert!(printed.contains("password"), "{printed}");
         assert!(!printed.contains("hunter2"), "{printed}");
+    }
+
+    #[test]
+    fn names_for_logs_carry_no_value() {
+        let mut config = StoreConfig::from_values([("url", "redis://:pw@db:6379")]);
+        config.secrets.insert("password".into(), "hunter2".into());
+        assert_eq!(config.value_names(), ["url"]);
+        assert_eq!(config.secret_names(), ["password"]);
     }
 
     #[test]

@@ -127,22 +127,65 @@ impl Manifest {
         key: &str,
         value: &str,
     ) -> Result<&mut Self> {
+        let props = self
+            .component_config_mut(component, config)?
+            .get_mut("properties")
+            .and_then(Value::as_mapping_mut)
+            .with_context(|| format!("config {config:?} has no properties"))?;
+        props.insert(Value::from(key), Value::from(value));
+        Ok(self)
+    }
+
+    /// The value of `key` in the component's own config named `config`.
+    pub fn component_config_value(
+        &mut self,
+        component: &str,
+        config: &str,
+        key: &str,
+    ) -> Result<String> {
+        self.component_config_mut(component, config)?["properties"][key]
+            .as_str()
+            .map(str::to_string)
+            .with_context(|| format!("config {config:?} of {component:?} has no {key:?}"))
+    }
+
+    /// Takes the properties out of the component's config named `config` and returns
+    /// them: wadm then leaves that config to whoever writes it (it neither puts nor
+    /// deletes it), so a test can change it by hand while the component runs.
+    pub fn take_component_config(
+        &mut self,
+        component: &str,
+        config: &str,
+    ) -> Result<Vec<(String, String)>> {
+        let entry = self.component_config_mut(component, config)?;
+        let props = entry
+            .as_mapping_mut()
+            .and_then(|entry| entry.remove("properties"))
+            .with_context(|| format!("config {config:?} has no properties"))?;
+        let props = props
+            .as_mapping()
+            .with_context(|| format!("config {config:?}'s properties are not a map"))?;
+        props
+            .iter()
+            .map(|(k, v)| match (k.as_str(), v.as_str()) {
+                (Some(k), Some(v)) => Ok((k.to_string(), v.to_string())),
+                _ => bail!("config {config:?} has a property that is not a string: {k:?}"),
+            })
+            .collect()
+    }
+
+    /// The component's own (`properties.config`) config entry named `config`.
+    fn component_config_mut(&mut self, component: &str, config: &str) -> Result<&mut Value> {
         let configs = self
             .component_mut(component)?
             .get_mut("properties")
             .and_then(|p| p.get_mut("config"))
             .and_then(Value::as_sequence_mut)
             .with_context(|| format!("component {component:?} has no config"))?;
-        let entry = configs
+        configs
             .iter_mut()
             .find(|c| c["name"].as_str() == Some(config))
-            .with_context(|| format!("component {component:?} has no config {config:?}"))?;
-        let props = entry
-            .get_mut("properties")
-            .and_then(Value::as_mapping_mut)
-            .with_context(|| format!("config {config:?} has no properties"))?;
-        props.insert(Value::from(key), Value::from(value));
-        Ok(self)
+            .with_context(|| format!("component {component:?} has no config {config:?}"))
     }
 
     /// Replaces the component's image.

@@ -15,6 +15,7 @@ use ingest_domain::api::{DeviceDetail, History};
 use ingest_domain::MAX_HISTORY_LIMIT;
 use neongrid_e2e::pipeline::{self, connect, get_json, reading, runtime};
 use neongrid_e2e::{build_artifact, trace, wait_for, Lattice};
+use validation_rules::METRICS_KEY;
 
 const MANIFEST: &str = "wadm.dev.yaml";
 const PUBLISHERS: usize = 4;
@@ -22,7 +23,11 @@ const DEVICE: &str = "roll-1";
 /// Readings flow this long before the rollout starts, and again after it completed.
 const STEADY: Duration = Duration::from_secs(3);
 /// The rule the new validator version brings: a metric the old rules reject.
+const NEW_METRIC: &str = "pressure_hpa";
 const NEW_RULE: (&str, &str) = ("metric.pressure_hpa", "valid=800..1100;alert=950..1050");
+/// The validator's config in `wadm.dev.yaml`.
+const RULES_CONFIG: &str = "neongrid-validation-rules";
+
 /// The custom section that marks the new artifact's version.
 const VERSION_SECTION: &str = "neongrid-validator-version";
 
@@ -57,14 +62,19 @@ fn run(lattice: &Lattice) -> Result<()> {
         stamped(&std::fs::read(build_artifact("validator.wasm")?)?, "2"),
     )?;
     let v2_image = format!("file://{}", v2.display());
+    let metrics =
+        deployed
+            .manifest
+            .component_config_value("validator", RULES_CONFIG, METRICS_KEY)?;
     deployed
         .manifest
         .set_image("validator", &v2_image)?
+        .set_component_config("validator", RULES_CONFIG, NEW_RULE.0, NEW_RULE.1)?
         .set_component_config(
             "validator",
-            "neongrid-validation-rules",
-            NEW_RULE.0,
-            NEW_RULE.1,
+            RULES_CONFIG,
+            METRICS_KEY,
+            &format!("{metrics},{NEW_METRIC}"),
         )?;
     let v2_manifest = lattice.dir().join("wadm.dev.v2.yaml");
     deployed.manifest.write(&v2_manifest)?;

@@ -136,6 +136,18 @@ fn provider() -> (KeyValueProvider<TestFactory>, Arc<AtomicUsize>) {
     (KeyValueProvider::new(factory), opened)
 }
 
+/// A provider that knows one link, component "comp"'s `default` link, with no settings.
+async fn linked_provider() -> KeyValueProvider<TestFactory> {
+    let (provider, _) = provider();
+    provider
+        .put_link(LinkKey::new("comp", DEFAULT_LINK), &config(&[]))
+        .await
+        .unwrap();
+    provider
+}
+
+const DEFAULT_LINK: &str = "default";
+
 /// The context the host attaches to a call from `component` over link `link_name`.
 fn cx(component: &str, link_name: &str) -> Option<Context> {
     Some(Context {
@@ -214,7 +226,7 @@ async fn link_config_is_laid_over_provider_config() {
     provider
         .set_provider_config(config(&[("url", "base"), ("pool", "4")]))
         .await;
-    // Same effective config as the provider's own: shares the fallback store.
+    // An empty link config takes the provider's own; comp-2 names the same values.
     provider
         .put_link(LinkKey::new("comp-1", "default"), &config(&[]))
         .await
@@ -237,34 +249,112 @@ async fn link_config_is_laid_over_provider_config() {
     assert_eq!(opened.load(Ordering::SeqCst), 2);
 }
 
-#[tokio::test]
-async fn unknown_links_use_the_provider_wide_store() {
+/// A call on a link the provider was never told about waits for it, then fails with an
+/// error naming the component, the link and what was expected; no store is opened, not even
+/// one from the provider-wide configuration (it could be someone else's database).
+#[tokio::test(start_paused = true)]
+async fn a_call_on_an_unknown_link_gets_a_clear_error_and_touches_no_store() {
     let (provider, opened) = provider();
     provider
-        .increment(cx("stranger", "default"), "b".into(), "n".into(), 2)
-        .await
-        .unwrap()
-        .unwrap();
-    let n = provider
-        .increment(None, "b".into(), "n".into(), 3)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(n, 5);
-    assert_eq!(opened.load(Ordering::SeqCst), 1);
-
-    // A link with the provider's own configuration sees the same data.
+        .set_provider_config(config(&[("url", "provider-wide")]))
+        .await;
+    // Another component's link exists; the caller's does not.
     provider
-        .put_link(LinkKey::new("comp", "default"), &config(&[]))
+        .put_link(LinkKey::new("other", "hot"), &config(&[("url", "theirs")]))
         .await
         .unwrap();
-    let value = provider
-        .get(cx("comp", "default"), "b".into(), "n".into())
+    let before = opened.load(Ordering::SeqCst);
+
+    let started = tokio::time::Instant::now();
+    let err = provider
+        .set(cx("stranger", "hot"), "b".into(), "k".into(), "v".into())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(started.elapsed(), crate::provider::UNKNOWN_LINK_WAIT);
+    let message = other_message(err);
+    for part in [
+        "test key-value store",
+        "set failed",
+        "no link named \"hot\" from component \"stranger\"",
+        "expected a link from that component to this provider (wasi:keyvalue)",
+        "try the call again",
+    ] {
+        assert!(message.contains(part), "{message:?} lacks {part:?}");
+    }
+    for err in [
+        provider
+            .get(cx("stranger", "hot"), "b".into(), "k".into())
+            .await
+            .unwrap()
+            .unwrap_err(),
+        provider
+            .increment(None, "b".into(), "n".into(), 1)
+            .await
+            .unwrap()
+            .unwrap_err(),
+    ] {
+        assert!(other_message(err).contains("is known to this provider"));
+    }
+    assert_eq!(
+        opened.load(Ordering::SeqCst),
+        before,
+        "no store may be opened"
+    );
+    let theirs = provider
+        .get(cx("other", "hot"), "b".into(), "k".into())
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(value, Some(Bytes::from("5")));
-    assert_eq!(opened.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        theirs, None,
+        "the stranger's set must not land in another link's store"
+    );
+}
+
+/// A link that arrives while a call waits for it serves that very call.
+#[tokio::test(start_paused = true)]
+async fn a_call_waits_for_a_link_that_arrives_late() {
+    let (provider, _) = provider();
+    let waiting = tokio::spawn({
+        let provider = provider.clone();
+        async move {
+            provider
+                .increment(cx("comp", "hot"), "b".into(), "n".into(), 7)
+                .await
+        }
+    });
+    tokio::time::sleep(crate::provider::UNKNOWN_LINK_WAIT / 2).await;
+    assert!(
+        !waiting.is_finished(),
+        "the call should still wait for its link"
+    );
+    provider
+        .put_link(LinkKey::new("comp", "hot"), &config(&[("url", "a")]))
+        .await
+        .unwrap();
+    assert_eq!(waiting.await.unwrap().unwrap().unwrap(), 7);
+    let n = provider
+        .get(cx("comp", "hot"), "b".into(), "n".into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, Some(Bytes::from("7")));
+}
+
+/// A deleted link is unknown again: its calls fail instead of reaching its old store.
+#[tokio::test(start_paused = true)]
+async fn a_deleted_link_is_refused() {
+    let (provider, _) = provider();
+    let link = LinkKey::new("comp", "default");
+    provider.put_link(link.clone(), &config(&[])).await.unwrap();
+    provider.remove_link(&link).await;
+    let err = provider
+        .get(cx("comp", "default"), "b".into(), "k".into())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(other_message(err).contains("no link named \"default\" from component \"comp\""));
 }
 
 #[tokio::test]
@@ -328,7 +418,7 @@ async fn stores_close_when_their_last_link_goes() {
 
 #[tokio::test]
 async fn store_errors_map_to_wit_variants_naming_backend_and_operation() {
-    let (provider, _) = provider();
+    let provider = linked_provider().await;
     let caller = || cx("comp", "default");
 
     provider
@@ -379,7 +469,7 @@ async fn store_errors_map_to_wit_variants_naming_backend_and_operation() {
 
 #[tokio::test]
 async fn every_export_works_through_the_handlers() {
-    let (provider, _) = provider();
+    let provider = linked_provider().await;
     let caller = || cx("comp", "default");
 
     provider
@@ -431,7 +521,7 @@ async fn every_export_works_through_the_handlers() {
 
 #[tokio::test]
 async fn list_keys_pages_are_bounded_and_cover_every_key() {
-    let (provider, _) = provider();
+    let provider = linked_provider().await;
     let caller = || cx("comp", "default");
     let entries: Vec<(String, Bytes)> = (0..2345)
         .map(|i| (format!("{i:04}"), Bytes::new()))
@@ -504,7 +594,7 @@ async fn exports_are_served_over_wrpc() {
     use futures::StreamExt as _;
     use wrpc_transport::frame::{AcceptExt as _, Server};
 
-    let (provider, _) = provider();
+    let provider = linked_provider().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     // Every connection looks like a call from component "comp" over the default link.

@@ -1,0 +1,111 @@
+//! The validator's config is deleted, then put back whole, then with a rule missing, then
+//! whole again, while readings flow: the states a rollout passes through when wadm deletes
+//! the old version's config and puts the new one's, in no fixed order (the host serves a
+//! deleted config as an empty one). Forced here by writing the config by hand, which wadm
+//! leaves alone when the manifest names it without properties. No reading may be refused
+//! for good in between: the validator answers `misconfigured` (retryable) and each reading
+//! is taken once the config is whole, exactly once.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{ensure, Result};
+use ingest_domain::api::DeviceDetail;
+use neongrid_e2e::pipeline::{self, connect, get_json, runtime};
+use neongrid_e2e::{trace, Lattice};
+
+const MANIFEST: &str = "wadm.dev.yaml";
+/// The validator's config in `wadm.dev.yaml`.
+const RULES_CONFIG: &str = "neongrid-validation-rules";
+const PUBLISHERS: usize = 4;
+const DEVICE: &str = "gap-1";
+/// Readings flow this long before the first gap and after the last.
+const STEADY: Duration = Duration::from_secs(3);
+/// How long each state of the config lasts while readings flow: shorter than a
+/// publisher's resends of one reading (`pipeline::publish_until`) last.
+const GAP: Duration = Duration::from_millis(1500);
+
+#[test]
+fn validator_config_replaced_while_readings_flow_loses_no_reading() -> Result<()> {
+    Lattice::run_test(&[], run_config_gaps)
+}
+
+fn run_config_gaps(lattice: &Lattice) -> Result<()> {
+    let mut whole = Vec::new();
+    let deployed = pipeline::deploy(lattice, MANIFEST, &["keyvalue-memory.par.gz"], |m| {
+        whole = m.take_component_config("validator", RULES_CONFIG)?;
+        config_put(lattice, &whole)
+    })?;
+    let rt = runtime()?;
+    let nats = rt.block_on(connect(&deployed.nats_url))?;
+    let rule_of_published = "metric.temperature_c";
+    ensure!(
+        whole.iter().any(|(k, _)| k == rule_of_published),
+        "the manifest's rules lack {rule_of_published}, which the publishers send"
+    );
+    // The config with the publishers' rule missing, but still listed: a partial write.
+    let partial: Vec<(String, String)> = whole
+        .iter()
+        .filter(|(k, _)| k != rule_of_published)
+        .cloned()
+        .collect();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let publishers: Vec<_> = (0..PUBLISHERS)
+        .map(|p| {
+            rt.spawn(pipeline::publish_until(
+                nats.clone(),
+                DEVICE,
+                format!("gap-{p}"),
+                Arc::clone(&stop),
+            ))
+        })
+        .collect();
+    std::thread::sleep(STEADY);
+    // Each broken state is short enough for a publisher's bounded resends to outlast it,
+    // with the whole config in between.
+    trace("deleting the validator's config");
+    lattice.wash(&["config", "del", RULES_CONFIG])?;
+    std::thread::sleep(GAP);
+    trace("putting the whole config back");
+    config_put(lattice, &whole)?;
+    std::thread::sleep(GAP);
+    trace("putting the config back without the publishers' rule");
+    config_put(lattice, &partial)?;
+    std::thread::sleep(GAP);
+    trace("putting the whole config back");
+    config_put(lattice, &whole)?;
+    std::thread::sleep(STEADY);
+    stop.store(true, Ordering::SeqCst);
+    let mut sent = 0;
+    let mut retried = 0;
+    for publisher in publishers {
+        // A reading refused for good fails its publisher here.
+        let (n, r) = rt.block_on(publisher)??;
+        sent += n;
+        retried += r;
+    }
+    trace(&format!(
+        "{sent} readings sent across the config gaps, {retried} sent again"
+    ));
+    ensure!(
+        retried >= PUBLISHERS,
+        "only {retried} readings were sent again: the gaps should have held up every publisher"
+    );
+    let detail: DeviceDetail = get_json(&deployed, &format!("/api/devices/{DEVICE}"))?;
+    ensure!(
+        detail.count == sent as u64,
+        "{sent} readings sent across the gaps, the API counts {}",
+        detail.count
+    );
+    Ok(())
+}
+
+/// Writes the validator's config by hand, as `wash config put NAME k=v ...`.
+fn config_put(lattice: &Lattice, pairs: &[(String, String)]) -> Result<()> {
+    let assignments: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut args = vec!["config", "put", RULES_CONFIG];
+    args.extend(assignments.iter().map(String::as_str));
+    lattice.wash(&args).map(drop)
+}
