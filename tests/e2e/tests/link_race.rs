@@ -5,8 +5,9 @@
 //! [`START_DELAY`] before it runs the real binary, as a provider on a slow machine takes
 //! long to subscribe. The application is deployed first without its key-value link; as
 //! soon as the host lists the provider (it has started the process and taken the links of
-//! the start-up data, none), the manifest's next version adds the link, so wadm puts it
-//! while nobody listens for it yet. The stock host published that put once, to nobody,
+//! the start-up data, none), the manifest's next version adds the link and a second
+//! component instance, so wadm puts the link as the component scales, while nobody
+//! listens for it yet. The stock host published that put once, to nobody,
 //! and never again: the component's calls then failed for good (or, before the adapter
 //! refused unknown links, went to the provider-wide default store). With the host patch
 //! (third_party/wasmcloud-host-0.27.1.diff) the put is delivered once the provider
@@ -49,13 +50,17 @@ fn run(lattice: &Lattice) -> Result<()> {
     let app = "kvc-link-race";
     let port = free_port()?;
 
-    // Version 2: the link to the test's Redis. Version 1: the same without the link.
+    // Version 2: the link to the test's Redis, and a second component instance. Version 1:
+    // one instance and no link. wadm puts a link when the provider's health check passes
+    // (the host's first check comes 5 s after the start, too early for this provider, the
+    // next 30 s later) or when the component scales: the second instance is what makes
+    // wadm put the link while the provider still waits.
     let with_link = kv::manifest_for(
         lattice,
         app,
         Backend::Redis,
         &[("url", redis.url())],
-        1,
+        2,
         port,
     )?;
     let mut v2 = Manifest::load(&with_link)?;
@@ -64,6 +69,10 @@ fn run(lattice: &Lattice) -> Result<()> {
     let without_link = lattice.dir().join(format!("{app}.v1.yaml"));
     write_without_keyvalue_link(&with_link, &without_link)?;
 
+    // The link's config exists before the link, so that the host takes the link at once
+    // (it refuses a link whose config is missing, and wadm would try again only later).
+    let url = format!("url={}", redis.url());
+    lattice.wash(&["config", "put", &format!("{app}-keyvalue"), &url])?;
     lattice.wash(&["app", "deploy", &without_link.display().to_string()])?;
     let started = wait_for(
         "the host to list the wrapped provider",
@@ -178,7 +187,8 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("target"))
 }
 
-/// `manifest` without the component's key-value link: the application's first version.
+/// `manifest` without the component's key-value link, and with one component instance:
+/// the application's first version.
 fn write_without_keyvalue_link(manifest: &Path, out: &Path) -> Result<()> {
     let mut doc: Yaml = serde_yaml::from_str(&std::fs::read_to_string(manifest)?)?;
     let component = doc["spec"]["components"]
@@ -191,6 +201,11 @@ fn write_without_keyvalue_link(manifest: &Path, out: &Path) -> Result<()> {
     let before = traits.len();
     traits.retain(|t| t["type"] != "link");
     ensure!(traits.len() + 1 == before, "expected one key-value link");
+    let spread = traits
+        .iter_mut()
+        .find(|t| t["type"] == "spreadscaler")
+        .context("conformance component has no spreadscaler")?;
+    spread["properties"]["instances"] = Yaml::from(1);
     std::fs::write(out, serde_yaml::to_string(&doc)?)?;
     Ok(())
 }
