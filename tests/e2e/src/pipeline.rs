@@ -718,6 +718,49 @@ const MAX_ATTEMPTS: usize = 12;
 /// Between one publisher's readings: a steady trickle, not a flood.
 const PUBLISH_PAUSE: Duration = Duration::from_millis(10);
 
+/// Several [`publish_until`] publishers of one device, running until [`Publishers::finish`].
+pub struct Publishers {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<Result<(usize, usize)>>>,
+}
+
+impl Publishers {
+    /// `count` publishers of `device` on `rt`, publisher `p` sending `<prefix>-<p>-<n>`.
+    pub fn start(
+        rt: &tokio::runtime::Runtime,
+        nats: &async_nats::Client,
+        device: &'static str,
+        prefix: &str,
+        count: usize,
+    ) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tasks = (0..count)
+            .map(|p| {
+                rt.spawn(publish_until(
+                    nats.clone(),
+                    device,
+                    format!("{prefix}-{p}"),
+                    std::sync::Arc::clone(&stop),
+                ))
+            })
+            .collect();
+        Self { stop, tasks }
+    }
+
+    /// Stops them and returns (readings sent, attempts repeated) over all of them; a
+    /// reading refused for good fails its publisher, and so this.
+    pub fn finish(self, rt: &tokio::runtime::Runtime) -> Result<(usize, usize)> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (mut sent, mut retried) = (0, 0);
+        for task in self.tasks {
+            let (n, r) = rt.block_on(task)??;
+            sent += n;
+            retried += r;
+        }
+        Ok((sent, retried))
+    }
+}
+
 /// Publishes readings `<prefix>-<n>` of `device` one after another until `stop`, each
 /// sent again with the same id until ingest answers for it (at-least-once; ingest's
 /// idempotency keeps the count exact). A reading the validator could not judge is sent

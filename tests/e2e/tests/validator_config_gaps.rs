@@ -6,8 +6,6 @@
 //! for good in between: the validator answers `misconfigured` (retryable) and each reading
 //! is taken once the config is whole, exactly once.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
@@ -51,17 +49,7 @@ fn run_config_gaps(lattice: &Lattice) -> Result<()> {
         .cloned()
         .collect();
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let publishers: Vec<_> = (0..PUBLISHERS)
-        .map(|p| {
-            rt.spawn(pipeline::publish_until(
-                nats.clone(),
-                DEVICE,
-                format!("gap-{p}"),
-                Arc::clone(&stop),
-            ))
-        })
-        .collect();
+    let publishers = pipeline::Publishers::start(&rt, &nats, DEVICE, "gap", PUBLISHERS);
     std::thread::sleep(STEADY);
     // Each broken state is short enough for a publisher's bounded resends to outlast it,
     // with the whole config in between.
@@ -77,15 +65,7 @@ fn run_config_gaps(lattice: &Lattice) -> Result<()> {
     trace("putting the whole config back");
     config_put(lattice, &whole)?;
     std::thread::sleep(STEADY);
-    stop.store(true, Ordering::SeqCst);
-    let mut sent = 0;
-    let mut retried = 0;
-    for publisher in publishers {
-        // A reading refused for good fails its publisher here.
-        let (n, r) = rt.block_on(publisher)??;
-        sent += n;
-        retried += r;
-    }
+    let (sent, retried) = publishers.finish(&rt)?;
     trace(&format!(
         "{sent} readings sent across the config gaps, {retried} sent again"
     ));

@@ -6,8 +6,6 @@
 //! (at-least-once), which ingest's idempotency makes safe. Afterwards the API must
 //! hold every reading exactly once, and the new rules must be the ones in force.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, ensure, Context, Result};
@@ -80,17 +78,7 @@ fn run(lattice: &Lattice) -> Result<()> {
     deployed.manifest.write(&v2_manifest)?;
 
     // Readings flow throughout.
-    let stop = Arc::new(AtomicBool::new(false));
-    let publishers: Vec<_> = (0..PUBLISHERS)
-        .map(|p| {
-            rt.spawn(pipeline::publish_until(
-                nats.clone(),
-                DEVICE,
-                format!("roll-{p}"),
-                Arc::clone(&stop),
-            ))
-        })
-        .collect();
+    let publishers = pipeline::Publishers::start(&rt, &nats, DEVICE, "roll", PUBLISHERS);
     std::thread::sleep(STEADY);
     trace("rolling out the new validator");
     lattice.wash(&["app", "deploy", &v2_manifest.display().to_string()])?;
@@ -102,14 +90,7 @@ fn run(lattice: &Lattice) -> Result<()> {
     lattice.wait_deployed(&deployed.app, pipeline::DEPLOY_TIMEOUT)?;
     trace("new validator in place");
     std::thread::sleep(STEADY);
-    stop.store(true, Ordering::SeqCst);
-    let mut sent = 0;
-    let mut retried = 0;
-    for publisher in publishers {
-        let (n, r) = rt.block_on(publisher)??;
-        sent += n;
-        retried += r;
-    }
+    let (sent, retried) = publishers.finish(&rt)?;
     trace(&format!(
         "{sent} readings sent across the rollout ({retried} sent again after no answer); \
          validator {old_image} -> {v2_image}"
