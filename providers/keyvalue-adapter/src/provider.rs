@@ -87,8 +87,8 @@ struct Inner<F> {
     /// The provider-wide configuration, the base every link's configuration is laid over.
     base_config: RwLock<StoreConfig>,
     links: RwLock<HashMap<LinkKey, LinkState>>,
-    /// Bumped whenever `links` changes, to wake calls that wait for their link.
-    link_changes: tokio::sync::watch::Sender<u64>,
+    /// Signalled whenever `links` changes, to wake calls that wait for their link.
+    link_changes: tokio::sync::watch::Sender<()>,
     /// Every open store by the configuration that opened it. An async mutex because it is
     /// held across `StoreFactory::open`, so that two links never open the same store twice.
     open_stores: tokio::sync::Mutex<HashMap<StoreConfig, Arc<dyn Store>>>,
@@ -147,7 +147,7 @@ impl<F: StoreFactory> KeyValueProvider<F> {
                 factory,
                 base_config: RwLock::default(),
                 links: RwLock::default(),
-                link_changes: tokio::sync::watch::Sender::new(0),
+                link_changes: tokio::sync::watch::Sender::new(()),
                 open_stores: tokio::sync::Mutex::default(),
             }),
         }
@@ -167,9 +167,7 @@ impl<F: StoreFactory> KeyValueProvider<F> {
     /// Records `state` for `link` and wakes the calls waiting for links.
     fn record_link(&self, link: LinkKey, state: LinkState) {
         write(&self.inner.links).insert(link, state);
-        self.inner
-            .link_changes
-            .send_modify(|n| *n = n.wrapping_add(1));
+        self.inner.link_changes.send_replace(());
     }
 
     /// The links the provider knows, for the log.
@@ -331,9 +329,7 @@ impl<F: StoreFactory> KeyValueProvider<F> {
     /// Forgets every link and closes every store.
     pub async fn close_all(&self) {
         write(&self.inner.links).clear();
-        self.inner
-            .link_changes
-            .send_modify(|n| *n = n.wrapping_add(1));
+        self.inner.link_changes.send_replace(());
         self.inner.open_stores.lock().await.clear();
     }
 

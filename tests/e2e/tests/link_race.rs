@@ -36,6 +36,8 @@ const REDIS_PREFIX: &str = "neongrid:kv:";
 const WITNESS_BUCKET: &str = "kvc-link-race";
 /// What the host logs when it delivered a link put only after the provider subscribed.
 const LATE_DELIVERY: &str = "provider link put delivered once the provider subscribed";
+/// The wrapped provider's name, which the host's cache path and inventory carry.
+const SLOW_NAME: &str = "keyvalue_redis_slow_start";
 
 #[test]
 fn a_link_put_while_the_provider_starts_reaches_it() -> Result<()> {
@@ -79,7 +81,7 @@ fn run(lattice: &Lattice) -> Result<()> {
         Duration::from_secs(60),
         || {
             let inventory = lattice.wash_json(&["get", "inventory"])?.to_string();
-            Ok(inventory.contains(&slow_name()).then(Instant::now))
+            Ok(inventory.contains(SLOW_NAME).then(Instant::now))
         },
     )?;
     lattice.wash(&["app", "deploy", &with_link.display().to_string()])?;
@@ -126,11 +128,6 @@ fn run(lattice: &Lattice) -> Result<()> {
     Ok(())
 }
 
-/// The wrapped provider's name, which the host's cache path and inventory carry.
-fn slow_name() -> String {
-    "keyvalue_redis_slow_start".to_string()
-}
-
 /// A provider archive whose binary waits [`START_DELAY`], then runs the real `provider`
 /// binary that `scripts/build.sh` built, with the host data on its standard input.
 fn slow_archive(lattice: &Lattice, provider: &str) -> Result<PathBuf> {
@@ -142,7 +139,7 @@ fn slow_archive(lattice: &Lattice, provider: &str) -> Result<PathBuf> {
     );
     let dir = lattice.dir().join("slow-provider");
     std::fs::create_dir_all(&dir)?;
-    let wrapper = dir.join(slow_name());
+    let wrapper = dir.join(SLOW_NAME);
     // The host clears the provider's environment, PATH included: absolute paths only.
     std::fs::write(
         &wrapper,
@@ -153,7 +150,7 @@ fn slow_archive(lattice: &Lattice, provider: &str) -> Result<PathBuf> {
         ),
     )?;
     set_executable(&wrapper)?;
-    let archive = dir.join(format!("{}.par.gz", slow_name()));
+    let archive = dir.join(format!("{SLOW_NAME}.par.gz"));
     let keys = dir.join("keys");
     lattice.wash(&[
         "par",
@@ -163,7 +160,7 @@ fn slow_archive(lattice: &Lattice, provider: &str) -> Result<PathBuf> {
         "--vendor",
         "neongrid",
         "--name",
-        &slow_name(),
+        SLOW_NAME,
         "--version",
         "0.1.0",
         "--directory",
