@@ -153,8 +153,19 @@ pub fn deploy(
 ) -> Result<Deployed> {
     let port = free_port()?;
     let manifest = manifest_for(lattice, app, backend, link_config, instances, port)?;
-    lattice.deploy(&manifest, app, DEPLOY_TIMEOUT)?;
-    let base = format!("http://127.0.0.1:{port}");
+    deploy_manifest(lattice, app, &manifest, port)
+}
+
+/// Deploys a manifest that [`manifest_for`] wrote (and the caller may have changed), whose
+/// HTTP listener is on `http_port`, and waits until one key-value call gets through.
+pub fn deploy_manifest(
+    lattice: &Lattice,
+    app: &str,
+    manifest: &std::path::Path,
+    http_port: u16,
+) -> Result<Deployed> {
+    lattice.deploy(manifest, app, DEPLOY_TIMEOUT)?;
+    let base = format!("http://127.0.0.1:{http_port}");
     wait_for("GET /ready to answer 200", Duration::from_secs(90), || {
         let r = http::get_with_timeout(&format!("{base}/ready"), READY_TIMEOUT)?;
         ensure!(r.status == 200, "{} {}", r.status, r.body);

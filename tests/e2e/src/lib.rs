@@ -26,6 +26,9 @@ pub mod pipeline;
 /// finds them, whichever of wash, the host or a provider started them.
 const MARKER_ENV: &str = "NEONGRID_E2E_LATTICE";
 
+/// A host joins in seconds; one under callgrind (the kv_call_profile bench) takes minutes.
+const HOST_JOIN_TIMEOUT: Duration = Duration::from_secs(180);
+
 /// The repository root (this crate lives at `tests/e2e`).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -41,6 +44,59 @@ pub fn build_artifact(name: &str) -> Result<PathBuf> {
         bail!("{} is missing: run scripts/build.sh first", path.display());
     }
     Ok(path)
+}
+
+/// The cargo target directory the workspace builds into.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
+}
+
+/// A provider archive named `name` whose binary is a shell script around the release build
+/// of `provider` (`scripts/build.sh` builds it): `script` gets that binary's path and returns
+/// the script's body, which should end by exec'ing it. The host clears a provider's
+/// environment, PATH included, so the script must use absolute paths.
+pub fn wrapped_provider_archive(
+    lattice: &Lattice,
+    provider: &str,
+    name: &str,
+    script: impl FnOnce(&Path) -> String,
+) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let binary = target_dir().join("release").join(provider);
+    if !binary.is_file() {
+        bail!(
+            "{} is missing: run scripts/build.sh first",
+            binary.display()
+        );
+    }
+    let dir = lattice.dir().join("wrapped-providers").join(name);
+    std::fs::create_dir_all(&dir)?;
+    let wrapper = dir.join(name);
+    std::fs::write(&wrapper, format!("#!/bin/sh\n{}\n", script(&binary)))?;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("making {} executable", wrapper.display()))?;
+    let archive = dir.join(format!("{name}.par.gz"));
+    let path = |p: &Path| p.display().to_string();
+    lattice.wash(&[
+        "par",
+        "create",
+        "--binary",
+        &path(&wrapper),
+        "--vendor",
+        "neongrid",
+        "--name",
+        name,
+        "--version",
+        "0.1.0",
+        "--directory",
+        &path(&dir.join("keys")),
+        "--compress",
+        "--destination",
+        &path(&archive),
+    ])?;
+    Ok(archive)
 }
 
 /// The pinned tool versions, read from `scripts/versions.sh` so the scripts and the tests
@@ -120,6 +176,8 @@ fn default_downloads_dir() -> Result<PathBuf> {
 pub struct Lattice {
     pub name: String,
     pub nats_port: u16,
+    /// nats-server's HTTP monitoring port, on loopback (`/subsz`, `/varz`).
+    pub nats_monitor_port: u16,
     dir: tempfile::TempDir,
     marker: String,
     env: Vec<(String, String)>,
@@ -135,14 +193,24 @@ impl Lattice {
 
     /// [`Lattice::up`] with extra `wash up` arguments, e.g. `["--label", "k=v"]`.
     pub fn up_with(extra_args: &[&str]) -> Result<Self> {
+        Self::up_with_host(None, extra_args)
+    }
+
+    /// [`Lattice::up_with`], with `host` as the wasmCloud host binary instead of the one
+    /// `scripts/setup.sh` installed (the bench's side-by-side runs).
+    pub fn up_with_host(host: Option<&Path>, extra_args: &[&str]) -> Result<Self> {
         let v = versions()?;
         let (host_v, wadm_v, nats_v) = (&v["HOST_VERSION"], &v["WADM_VERSION"], &v["NATS_VERSION"]);
         let cache = default_downloads_dir()?;
         let dir = tempfile::Builder::new().prefix("neongrid-e2e-").tempdir()?;
         let downloads = dir.path().join("downloads");
         std::fs::create_dir_all(downloads.join(format!("v{host_v}")))?;
-        for bin in ["nats-server", "wadm", &format!("v{host_v}/wasmcloud_host")] {
-            let src = cache.join(bin);
+        let host_bin = format!("v{host_v}/wasmcloud_host");
+        for bin in ["nats-server", "wadm", &host_bin] {
+            let src = match host {
+                Some(path) if bin == host_bin => path.to_path_buf(),
+                _ => cache.join(bin),
+            };
             if !src.is_file() {
                 bail!("{} is missing: run scripts/setup.sh first", src.display());
             }
@@ -155,11 +223,13 @@ impl Lattice {
         // Our own nats-server config: JetStream in this lattice's directory (wash's default
         // store outlives `wash down`), and no websocket listener, which wash's default
         // config opens on 0.0.0.0:4223 and which would clash between parallel lattices.
+        // The monitoring endpoint listens on loopback only.
         let nats_conf = dir.path().join("nats.conf");
+        let nats_monitor_port = free_port()?;
         std::fs::write(
             &nats_conf,
             format!(
-                "jetstream {{\n    domain: core\n    store_dir: \"{}\"\n}}\n",
+                "http: \"127.0.0.1:{nats_monitor_port}\"\njetstream {{\n    domain: core\n    store_dir: \"{}\"\n}}\n",
                 dir.path().join("jetstream").display()
             ),
         )?;
@@ -195,6 +265,7 @@ impl Lattice {
         let lattice = Lattice {
             name,
             nats_port,
+            nats_monitor_port,
             dir,
             marker,
             env,
@@ -222,17 +293,13 @@ impl Lattice {
         ];
         args.extend_from_slice(extra_args);
         lattice.wash(&args)?;
-        wait_for(
-            "a host to join the lattice",
-            Duration::from_secs(60),
-            || {
-                let hosts = lattice.wash_json(&["get", "hosts"])?;
-                Ok(hosts["hosts"]
-                    .as_array()
-                    .filter(|h| !h.is_empty())
-                    .map(|_| ()))
-            },
-        )
+        wait_for("a host to join the lattice", HOST_JOIN_TIMEOUT, || {
+            let hosts = lattice.wash_json(&["get", "hosts"])?;
+            Ok(hosts["hosts"]
+                .as_array()
+                .filter(|h| !h.is_empty())
+                .map(|_| ()))
+        })
         .map_err(|e| anyhow!("{e:#}\n{}", lattice.logs()))?;
         // Surface the port for humans reading test output.
         trace(&format!(
@@ -336,6 +403,48 @@ impl Lattice {
         out
     }
 
+    /// nats-server's subscription counters (`/subsz`): how many subscriptions it holds, and
+    /// how many it has inserted and removed since it started.
+    pub fn nats_subscriptions(&self) -> Result<NatsSubscriptions> {
+        let url = format!("http://127.0.0.1:{}/subsz", self.nats_monitor_port);
+        let body = http::get_with_timeout(&url, Duration::from_secs(5))?.json()?;
+        let field = |name: &str| {
+            body[name]
+                .as_u64()
+                .with_context(|| format!("/subsz has no number `{name}`: {body}"))
+        };
+        Ok(NatsSubscriptions {
+            current: field("num_subscriptions")?,
+            inserts: field("num_inserts")?,
+            removes: field("num_removes")?,
+        })
+    }
+
+    /// CPU time (user + system) that the lattice's live processes have used so far, by role.
+    /// A process that has exited is no longer counted, so take both readings of a
+    /// difference while the same processes run.
+    pub fn cpu(&self) -> CpuTime {
+        let ticks = clock_ticks_per_second();
+        let mut cpu = CpuTime::default();
+        for (pid, cmd) in self.processes() {
+            let Some(t) = process_cpu_ticks(pid) else {
+                continue;
+            };
+            let secs = t as f64 / ticks;
+            let exe = cmd.split_whitespace().next().unwrap_or("");
+            if exe.ends_with("nats-server") {
+                cpu.nats += secs;
+            } else if exe.ends_with("wasmcloud_host") {
+                cpu.host += secs;
+            } else if exe.ends_with("wadm") {
+                cpu.wadm += secs;
+            } else if !exe.ends_with("wash") {
+                cpu.providers += secs;
+            }
+        }
+        cpu
+    }
+
     /// Every live process that belongs to this lattice, as (pid, command line).
     pub fn processes(&self) -> Vec<(u32, String)> {
         let needle = format!("{MARKER_ENV}={}", self.marker);
@@ -406,6 +515,82 @@ impl Drop for Lattice {
         // Belt and braces: nothing of ours survives the test, whatever happened above.
         kill_all(&self.processes());
     }
+}
+
+/// nats-server's subscription counters, from its `/subsz` endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NatsSubscriptions {
+    pub current: u64,
+    pub inserts: u64,
+    pub removes: u64,
+}
+
+/// CPU seconds used by a lattice's processes, by role.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CpuTime {
+    pub host: f64,
+    pub nats: f64,
+    pub providers: f64,
+    pub wadm: f64,
+}
+
+impl CpuTime {
+    /// What the processes on a call's path used: the host, nats-server and the providers.
+    pub fn call_path(&self) -> f64 {
+        self.host + self.nats + self.providers
+    }
+
+    pub fn since(&self, earlier: &CpuTime) -> CpuTime {
+        CpuTime {
+            host: self.host - earlier.host,
+            nats: self.nats - earlier.nats,
+            providers: self.providers - earlier.providers,
+            wadm: self.wadm - earlier.wadm,
+        }
+    }
+}
+
+/// utime + stime of a process, in clock ticks (`/proc/<pid>/stat` fields 14 and 15).
+fn process_cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after its `)` do not.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// The host to compare against in side-by-side runs: `NEONGRID_STOCK_HOST`, or what
+/// `scripts/build-stock-host.sh` installs, the launcher built without the
+/// client-per-target fix.
+pub fn stock_host() -> Result<PathBuf> {
+    let path = match std::env::var_os("NEONGRID_STOCK_HOST") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let v = versions()?;
+            default_downloads_dir()?
+                .join("stock")
+                .join(format!("v{}", v["HOST_VERSION"]))
+                .join("wasmcloud_host")
+        }
+    };
+    if !path.is_file() {
+        bail!(
+            "{} is missing: run scripts/build-stock-host.sh (or set NEONGRID_STOCK_HOST)",
+            path.display()
+        );
+    }
+    Ok(path)
 }
 
 /// SIGKILLs `procs` and gives the kernel a moment to take them away.

@@ -10,10 +10,10 @@
 //! listens for it yet. The stock host published that put once, to nobody,
 //! and never again: the component's calls then failed for good (or, before the adapter
 //! refused unknown links, went to the provider-wide default store). With the host patch
-//! (third_party/wasmcloud-host-0.27.1.diff) the put is delivered once the provider
+//! (third_party/wasmcloud-host-0.27.1.link-puts.diff) the put is delivered once the provider
 //! subscribed, and a witness written through the component lands in the test's Redis.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,7 @@ use anyhow::{anyhow, ensure, Context, Result};
 use neongrid_e2e::kv::{self, Backend};
 use neongrid_e2e::manifest::Manifest;
 use neongrid_e2e::{
-    build_artifact, free_port, http, repo_root, run_tool, trace, wait_for, Lattice,
+    build_artifact, free_port, http, run_tool, trace, wait_for, wrapped_provider_archive, Lattice,
 };
 use serde_yaml::Value as Yaml;
 use test_servers::{RedisServer, TestServer};
@@ -48,7 +48,14 @@ fn run(lattice: &Lattice) -> Result<()> {
     build_artifact(kv::COMPONENT)?;
     build_artifact(&Backend::Redis.archive())?;
     let mut redis = RedisServer::start()?;
-    let slow = slow_archive(lattice, "keyvalue-redis")?;
+    // The host clears the provider's environment, PATH included: absolute paths only.
+    let slow = wrapped_provider_archive(lattice, "keyvalue-redis", SLOW_NAME, |binary| {
+        format!(
+            "/bin/sleep {}\nexec '{}' \"$@\"",
+            START_DELAY.as_secs(),
+            binary.display()
+        )
+    })?;
     let app = "kvc-link-race";
     let port = free_port()?;
 
@@ -130,60 +137,6 @@ fn run(lattice: &Lattice) -> Result<()> {
 
 /// A provider archive whose binary waits [`START_DELAY`], then runs the real `provider`
 /// binary that `scripts/build.sh` built, with the host data on its standard input.
-fn slow_archive(lattice: &Lattice, provider: &str) -> Result<PathBuf> {
-    let binary = target_dir().join("release").join(provider);
-    ensure!(
-        binary.is_file(),
-        "{} is missing: run scripts/build.sh first",
-        binary.display()
-    );
-    let dir = lattice.dir().join("slow-provider");
-    std::fs::create_dir_all(&dir)?;
-    let wrapper = dir.join(SLOW_NAME);
-    // The host clears the provider's environment, PATH included: absolute paths only.
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\n/bin/sleep {}\nexec '{}' \"$@\"\n",
-            START_DELAY.as_secs(),
-            binary.display()
-        ),
-    )?;
-    set_executable(&wrapper)?;
-    let archive = dir.join(format!("{SLOW_NAME}.par.gz"));
-    let keys = dir.join("keys");
-    lattice.wash(&[
-        "par",
-        "create",
-        "--binary",
-        &wrapper.display().to_string(),
-        "--vendor",
-        "neongrid",
-        "--name",
-        SLOW_NAME,
-        "--version",
-        "0.1.0",
-        "--directory",
-        &keys.display().to_string(),
-        "--compress",
-        "--destination",
-        &archive.display().to_string(),
-    ])?;
-    Ok(archive)
-}
-
-fn set_executable(path: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
-        .with_context(|| format!("making {} executable", path.display()))
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target"))
-}
-
 /// `manifest` without the component's key-value link, and with one component instance:
 /// the application's first version.
 fn write_without_keyvalue_link(manifest: &Path, out: &Path) -> Result<()> {
