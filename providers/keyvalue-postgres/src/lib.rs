@@ -27,6 +27,9 @@
 //!
 //! A pool of connections serves the calls; connections that died with a server restart are
 //! noticed and replaced, so calls fail while the server is down and succeed again after.
+//! sqlx pings every connection as it goes back into the pool, so a connection used within
+//! the last [`PING_IDLE_AFTER`] is taken without another ping: a ping before each
+//! statement would be a second round trip on every call.
 
 mod config;
 
@@ -57,6 +60,28 @@ pub const TABLE: &str = "neongrid_kv";
 /// How long a call waits for a pooled connection (including connecting one) before failing:
 /// short, so that calls fail promptly while the server is down.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A pooled connection idle for longer than this is pinged before use, and replaced if the
+/// ping fails. One used more recently passed the ping sqlx makes when a connection returns
+/// to the pool.
+pub const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
+
+/// The pool the store uses (public so that a benchmark's direct path uses the same one).
+pub fn pool_options(pool_size: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(pool_size)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for < PING_IDLE_AFTER {
+                    return Ok(true);
+                }
+                // An error makes sqlx drop this connection and take or open another.
+                sqlx::Connection::ping(conn).await.map(|()| true)
+            })
+        })
+}
 
 /// The schema, applied when a store opens (public for the same benchmark).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
@@ -127,12 +152,7 @@ impl PostgresStore {
     /// Connects to the server `config` names and brings the schema up to date.
     pub async fn connect(config: &PostgresConfig) -> StoreResult<Self> {
         let server = config.server();
-        let pool = PgPoolOptions::new()
-            .max_connections(config.pool_size)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            // Checks a pooled connection before use, so one broken by a server restart is
-            // replaced instead of failing the call.
-            .test_before_acquire(true)
+        let pool = pool_options(config.pool_size)
             .connect_with(config.options.clone())
             .await
             .map_err(|err| {

@@ -176,3 +176,32 @@ async fn restarts_give_clear_errors_then_recover_without_reopening() {
     );
     drop(server);
 }
+
+/// A connection that broke while it sat idle in the pool is noticed before use: the call
+/// that takes it gets a fresh connection, not an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_broken_while_idle_is_replaced_before_use() {
+    use sqlx::Connection as _;
+    let server = tokio::task::spawn_blocking(start_server).await.unwrap();
+    let store = open(&server).await;
+    store.set("b", "k", Bytes::from_static(b"v")).await.unwrap();
+
+    let mut admin = sqlx::PgConnection::connect(&server.url()).await.unwrap();
+    let terminated: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE pid <> pg_backend_pid() AND datname = current_database()) AS t",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert!(
+        terminated >= 1,
+        "the store's pooled connection was not found"
+    );
+    tokio::time::sleep(keyvalue_postgres::PING_IDLE_AFTER + Duration::from_millis(300)).await;
+
+    assert_eq!(
+        store.get("b", "k").await.unwrap(),
+        Some(Bytes::from_static(b"v"))
+    );
+}
