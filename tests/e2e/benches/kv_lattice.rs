@@ -1,16 +1,21 @@
 //! What the lattice costs a key-value call: get, set, increment and batch-get of 100 keys
 //! against the memory, Redis and Postgres providers, at concurrency 1 and 16, measured in
-//! one run over two paths:
+//! one run over three paths:
 //!
-//! - **lattice**: the conformance component's `GET /bench` route times each call inside
-//!   the component, so a figure covers wasi:keyvalue, the host, wRPC over NATS, the
-//!   provider and its backend, as a component sees it;
+//! - **patched** and **stock**: two lattices side by side, one on the host `scripts/setup.sh`
+//!   installs, one on the same host built without the client-per-target fix
+//!   (`scripts/build-stock-host.sh`). The conformance component's `GET /bench` route times
+//!   each call inside the component, so a figure covers wasi:keyvalue, the host, wRPC over
+//!   NATS, the provider and its backend, as a component sees it. The CPU time the host,
+//!   nats-server and provider processes used during a batch, divided by its calls, is the
+//!   CPU per call;
 //! - **direct**: the backend's own Rust client in this process, sending what the provider
 //!   sends (the memory store through the `Store` trait; the provider's Redis commands and
 //!   increment script; the provider's SQL statements).
 //!
-//! Run after `scripts/build.sh`: `cargo bench -p neongrid-e2e --bench kv_lattice`. The
-//! tables go to stdout and to `target/kv-bench.md`. Targets are printed, never asserted.
+//! Run after `scripts/build.sh` and `scripts/build-stock-host.sh`:
+//! `cargo bench -p neongrid-e2e --bench kv_lattice`. The tables go to stdout and to
+//! `target/kv-bench.md`. Targets are printed, never asserted.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -19,9 +24,11 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use keyvalue_store::{Bytes, Store};
 use neongrid_e2e::kv::{self, Backend, Deployed};
-use neongrid_e2e::{build_artifact, http, repo_root, trace, versions, Lattice};
+use neongrid_e2e::{
+    build_artifact, http, repo_root, stock_host, trace, versions, CpuTime, Lattice,
+};
 use redis::aio::ConnectionManager;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::PgPool;
 use sqlx::Row;
 use test_servers::{PostgresServer, RedisServer};
 
@@ -34,7 +41,12 @@ const VALUE: [u8; 64] = [b'x'; 64];
 const COUNTER_KEY: &str = "bench/counter";
 /// Room for a worker's 1200 calls even when 16 workers queue on two cores.
 const BENCH_REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
-const TARGET_ADDED_MICROS: f64 = 150.0;
+/// Targets (issue 14): the lattice adds at most this many NATS round trips at p50 at c=1,
+/// the patched host makes at least this many times the stock host's calls per second at
+/// c=16, and uses at most this fraction of its CPU per call.
+const TARGET_ADDED_ROUND_TRIPS: f64 = 2.0;
+const TARGET_OPS_RATIO: f64 = 1.5;
+const TARGET_CPU_RATIO: f64 = 0.6;
 const TARGET_BATCH_RATIO: f64 = 3.0;
 
 // The direct Postgres path runs the provider's own statements, schema and pool size: rows
@@ -105,14 +117,19 @@ impl Op {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum PathKind {
-    Lattice,
+    Stock,
+    Patched,
     Direct,
 }
 
 impl PathKind {
+    const ALL: [PathKind; 3] = [PathKind::Stock, PathKind::Patched, PathKind::Direct];
+    const LATTICES: [PathKind; 2] = [PathKind::Stock, PathKind::Patched];
+
     fn name(self) -> &'static str {
         match self {
-            PathKind::Lattice => "lattice",
+            PathKind::Stock => "stock",
+            PathKind::Patched => "patched",
             PathKind::Direct => "direct",
         }
     }
@@ -132,6 +149,8 @@ fn key(i: usize) -> String {
 struct Batch {
     micros: Vec<f64>,
     wall: Duration,
+    /// CPU seconds of the lattice's processes during the batch (lattice paths).
+    cpu: Option<CpuTime>,
 }
 
 #[derive(Clone, Copy)]
@@ -140,6 +159,10 @@ struct Stats {
     ops_per_sec: f64,
     p50: f64,
     p99: f64,
+    /// CPU µs per call of the host, nats-server and provider processes (lattice paths).
+    cpu_per_call: Option<f64>,
+    /// The same, split into host / nats-server / provider.
+    cpu_split: Option<[f64; 3]>,
 }
 
 impl Stats {
@@ -151,11 +174,16 @@ impl Stats {
             let i = (q * batch.micros.len() as f64).ceil() as usize;
             batch.micros[i.clamp(1, batch.micros.len()) - 1]
         };
+        let calls = batch.micros.len();
         Ok(Stats {
-            calls: batch.micros.len(),
-            ops_per_sec: batch.micros.len() as f64 / batch.wall.as_secs_f64(),
+            calls,
+            ops_per_sec: calls as f64 / batch.wall.as_secs_f64(),
             p50: rank(0.50),
             p99: rank(0.99),
+            cpu_per_call: batch.cpu.map(|t| t.call_path() * 1e6 / calls as f64),
+            cpu_split: batch
+                .cpu
+                .map(|t| [t.host, t.nats, t.providers].map(|secs| secs * 1e6 / calls as f64)),
         })
     }
 }
@@ -185,7 +213,7 @@ impl Results {
         let result = result.map_err(|e| format!("{e:#}"));
         match &result {
             Ok(s) => println!(
-                "{:<8} {:<15} c={:<2} {:<7} {:>9.0} ops/s  p50 {:>9} µs  p99 {:>9} µs  ({} calls)",
+                "{:<8} {:<15} c={:<2} {:<7} {:>9.0} ops/s  p50 {:>9} µs  p99 {:>9} µs  cpu/call {:>6} µs  ({} calls)",
                 backend.name(),
                 op.label(),
                 concurrency,
@@ -193,6 +221,7 @@ impl Results {
                 s.ops_per_sec,
                 micros(s.p50),
                 micros(s.p99),
+                s.cpu_per_call.map_or("-".into(), micros),
                 s.calls
             ),
             Err(e) => println!(
@@ -288,17 +317,22 @@ fn bench_request(deployed: &Deployed, op: &str, n: usize, bucket: &str) -> Resul
         .collect()
 }
 
+/// A deployed conformance application on one of the two lattices.
+struct OnLattice<'a> {
+    path: PathKind,
+    lattice: &'a Lattice,
+    deployed: Deployed,
+}
+
 /// `concurrency` workers, each one `/bench` request of `n` calls in its own bucket; the
-/// wall clock runs around all the requests.
-fn lattice_batch(deployed: &Deployed, op: Op, concurrency: usize, n: usize) -> Result<Batch> {
+/// wall clock and the CPU readings run around all the requests.
+fn lattice_batch(on: &OnLattice, op: Op, concurrency: usize, n: usize) -> Result<Batch> {
+    let (deployed, path) = (&on.deployed, on.path);
+    let cpu_before = on.lattice.cpu();
     let start = Instant::now();
     let per_worker: Vec<Result<Vec<f64>>> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..concurrency)
-            .map(|w| {
-                s.spawn(move || {
-                    bench_request(deployed, op.query_name(), n, &bucket(PathKind::Lattice, w))
-                })
-            })
+            .map(|w| s.spawn(move || bench_request(deployed, op.query_name(), n, &bucket(path, w))))
             .collect();
         workers
             .into_iter()
@@ -309,30 +343,33 @@ fn lattice_batch(deployed: &Deployed, op: Op, concurrency: usize, n: usize) -> R
             .collect()
     });
     let wall = start.elapsed();
+    let cpu = on.lattice.cpu().since(&cpu_before);
     let mut micros = Vec::with_capacity(concurrency * n);
     for worker in per_worker {
         micros.extend(worker?);
     }
-    Ok(Batch { micros, wall })
-}
-
-/// `/bench?op=fill` into every lattice worker's bucket.
-fn fill_lattice(deployed: &Deployed) -> Result<()> {
-    (0..WORKERS).try_for_each(|w| {
-        bench_request(deployed, "fill", 0, &bucket(PathKind::Lattice, w)).map(drop)
+    Ok(Batch {
+        micros,
+        wall,
+        cpu: Some(cpu),
     })
 }
 
+/// `/bench?op=fill` into every lattice worker's bucket.
+fn fill_lattice(deployed: &Deployed, path: PathKind) -> Result<()> {
+    (0..WORKERS).try_for_each(|w| bench_request(deployed, "fill", 0, &bucket(path, w)).map(drop))
+}
+
 /// Warm-up, then `op` at each concurrency.
-fn measure_lattice(deployed: &Deployed, backend: Backend, op: Op, results: &mut Results) {
-    let warmup = lattice_batch(deployed, op, 1, op.warmup_calls())
-        .and_then(|_| lattice_batch(deployed, op, WORKERS, op.warmup_calls() / 10));
+fn measure_lattice(on: &OnLattice, backend: Backend, op: Op, results: &mut Results) {
+    let warmup = lattice_batch(on, op, 1, op.warmup_calls())
+        .and_then(|_| lattice_batch(on, op, WORKERS, op.warmup_calls() / 10));
     for c in CONCURRENCY {
         let result = match &warmup {
             Err(e) => Err(anyhow!("warm-up: {e:#}")),
-            Ok(_) => lattice_batch(deployed, op, c, op.calls_per_worker(c)).and_then(Stats::of),
+            Ok(_) => lattice_batch(on, op, c, op.calls_per_worker(c)).and_then(Stats::of),
         };
-        results.record(backend, op, c, PathKind::Lattice, result);
+        results.record(backend, op, c, on.path, result);
     }
 }
 
@@ -374,12 +411,8 @@ impl Direct {
             }
             Backend::Postgres => {
                 let url = url.context("no Postgres URL")?;
-                // The provider's pool settings, including the liveness check on acquire,
-                // which costs a round trip per call on both paths alike.
-                let pool = PgPoolOptions::new()
-                    .max_connections(PG_POOL_SIZE)
-                    .acquire_timeout(Duration::from_secs(5))
-                    .test_before_acquire(true)
+                // The provider's own pool, liveness checks included.
+                let pool = keyvalue_postgres::pool_options(PG_POOL_SIZE)
                     .connect(url)
                     .await
                     .context("connecting to Postgres")?;
@@ -572,6 +605,7 @@ async fn direct_batch(direct: &Direct, op: Op, concurrency: usize, n: usize) -> 
     Ok(Batch {
         micros,
         wall: start.elapsed(),
+        cpu: None,
     })
 }
 
@@ -616,11 +650,11 @@ async fn measure_direct(direct: &Direct, backend: Backend, op: Op, results: &mut
     }
 }
 
-/// One backend, both paths, operation by operation: each operation is measured on both
-/// paths against the same backend state, since the writes of earlier operations change
+/// One backend, all three paths, operation by operation: each operation is measured on
+/// every path against the same backend state, since the writes of earlier operations change
 /// it (the Postgres table's size, dead rows and statistics, for one).
 fn run_backend(
-    lattice: Result<&Lattice, &anyhow::Error>,
+    lattices: &[(PathKind, Result<Lattice>)],
     backend: Backend,
     runtime: &tokio::runtime::Runtime,
     results: &mut Results,
@@ -628,32 +662,48 @@ fn run_backend(
     let server = match Server::start(backend) {
         Ok(server) => server,
         Err(e) => {
-            results.fail_path(backend, PathKind::Lattice, &e);
-            results.fail_path(backend, PathKind::Direct, &e);
+            for path in PathKind::ALL {
+                results.fail_path(backend, path, &e);
+            }
             return;
         }
     };
     let url = server.url();
     trace(&format!("{}: connecting the direct path", backend.name()));
-    // Before the deploy: for Postgres this applies the migrations, and the provider then
-    // finds them applied.
+    // Before the deploys: for Postgres this applies the migrations, and the providers then
+    // find them applied.
     let direct = runtime
         .block_on(connect_direct(backend, url.as_deref()))
         .context("direct path");
 
     let app = format!("kvbench-{}", backend.name());
-    let mut deploy_attempted = false;
-    let deployed = lattice
-        .map_err(|e| anyhow!("starting the lattice: {e:#}"))
-        .and_then(|lattice| {
-            trace(&format!("{}: deploying the lattice path", backend.name()));
-            deploy_attempted = true;
-            let link: Vec<(&str, String)> = url.iter().map(|u| ("url", u.clone())).collect();
-            let deployed =
-                kv::deploy(lattice, &app, backend, &link, WORKERS as u32).context("deploying")?;
-            fill_lattice(&deployed).context("filling the buckets")?;
-            Ok(deployed)
-        });
+    let link: Vec<(&str, String)> = url.iter().map(|u| ("url", u.clone())).collect();
+    let mut deployed: Vec<(PathKind, Result<OnLattice>)> = Vec::new();
+    let mut deploy_attempted = Vec::new();
+    for (path, lattice) in lattices {
+        let on = match lattice {
+            Err(e) => Err(anyhow!("starting the {} lattice: {e:#}", path.name())),
+            Ok(lattice) => {
+                trace(&format!(
+                    "{}: deploying on the {} lattice",
+                    backend.name(),
+                    path.name()
+                ));
+                deploy_attempted.push(lattice);
+                kv::deploy(lattice, &app, backend, &link, WORKERS as u32)
+                    .context("deploying")
+                    .and_then(|deployed| {
+                        fill_lattice(&deployed, *path).context("filling the buckets")?;
+                        Ok(OnLattice {
+                            path: *path,
+                            lattice,
+                            deployed,
+                        })
+                    })
+            }
+        };
+        deployed.push((*path, on));
+    }
 
     if let Ok(Direct::Postgres(pool)) = &direct {
         if let Err(e) = runtime.block_on(analyze(pool)) {
@@ -661,9 +711,11 @@ fn run_backend(
         }
     }
     for op in Op::ALL {
-        match &deployed {
-            Ok(d) => measure_lattice(d, backend, op, results),
-            Err(e) => results.fail_op(backend, op, PathKind::Lattice, e),
+        for (path, on) in &deployed {
+            match on {
+                Ok(on) => measure_lattice(on, backend, op, results),
+                Err(e) => results.fail_op(backend, op, *path, e),
+            }
         }
         match &direct {
             Ok(d) => runtime.block_on(measure_direct(d, backend, op, results)),
@@ -671,7 +723,7 @@ fn run_backend(
         }
     }
 
-    if let (Ok(lattice), true) = (lattice, deploy_attempted) {
+    for lattice in deploy_attempted {
         if let Err(e) = kv::undeploy(lattice, &app) {
             eprintln!("undeploying {app}: {e:#}");
         }
@@ -721,9 +773,27 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
-fn report(results: &Results, context: &str, total: Duration) -> String {
+/// `a / b` as a short ratio, or `n/a` when a figure is missing.
+fn ratio(a: Option<f64>, b: Option<f64>) -> (String, Option<f64>) {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => {
+            let r = a / b;
+            (format!("{r:.2}×"), Some(r))
+        }
+        _ => ("n/a".into(), None),
+    }
+}
+
+fn opt_micros(v: Option<f64>) -> String {
+    v.map_or("n/a".into(), micros)
+}
+
+fn report(results: &Results, context: &str, total: Duration, rtt: Option<f64>) -> String {
     let mut md = String::new();
-    let _ = writeln!(md, "## Key-value bench: lattice vs direct client\n");
+    let _ = writeln!(
+        md,
+        "## Key-value bench: stock host, patched host, direct client\n"
+    );
     let _ = writeln!(
         md,
         "Machine: {context}. Whole run: {:.0} s.\n",
@@ -731,41 +801,45 @@ fn report(results: &Results, context: &str, total: Duration) -> String {
     );
     let _ = writeln!(
         md,
-        "Command: `scripts/build.sh && cargo bench -p neongrid-e2e --bench kv_lattice`. \
+        "Command: `scripts/build.sh && scripts/build-stock-host.sh && cargo bench -p neongrid-e2e --bench kv_lattice`. \
          Latency is per call, timed where the call is made: inside the wasm component for \
-         the lattice path (wasi:keyvalue → host → wRPC over NATS → provider → backend), \
+         the lattice paths (wasi:keyvalue → host → wRPC over NATS → provider → backend), \
          around the client call for the direct path. ops/s = total calls / wall-clock time \
          of the whole concurrent batch (lattice: around the HTTP requests to the component, \
-         one per worker; direct: around the tokio tasks). Each worker has its own bucket; \
-         warm-up calls are discarded. Per backend, each operation runs on the lattice path \
-         and then on the direct path, against the same server (Redis and Postgres: local, \
-         on loopback); Postgres gets `ANALYZE neongrid_kv` once the buckets are filled.\n"
+         one per worker; direct: around the tokio tasks). CPU/call = CPU seconds (user + \
+         system, from /proc) that the lattice's host, nats-server and provider processes \
+         used during the batch, divided by its calls; the backend server and the load \
+         generator are not counted. `stock` is a lattice whose host is built without the \
+         client-per-target fix (scripts/build-stock-host.sh), `patched` one on the host \
+         scripts/setup.sh installs; both run side by side, each with its own nats-server. \
+         Each worker has its own bucket; warm-up calls are discarded. Per backend, each \
+         operation runs on the stock, the patched and the direct path in turn, against the \
+         same server (Redis and Postgres: local, on loopback); Postgres gets \
+         `ANALYZE neongrid_kv` once the buckets are filled.\n"
     );
 
     let _ = writeln!(md, "### Results\n");
     let _ = writeln!(
         md,
-        "| backend | op | c | path | calls | ops/s | p50 µs | p99 µs |"
+        "| backend | op | c | path | calls | ops/s | p50 µs | p99 µs | CPU/call µs | host / nats / provider µs |"
     );
-    let _ = writeln!(md, "|---|---|--:|---|--:|--:|--:|--:|");
+    let _ = writeln!(md, "|---|---|--:|---|--:|--:|--:|--:|--:|--:|");
     // Grouped by backend and path, whatever order the measurements ran in.
     let ordered = Backend::ALL.into_iter().flat_map(|backend| {
-        [PathKind::Lattice, PathKind::Direct]
-            .into_iter()
-            .flat_map(move |path| {
-                Op::ALL.into_iter().flat_map(move |op| {
-                    CONCURRENCY
-                        .into_iter()
-                        .filter_map(move |c| results.find(backend, op, c, path))
-                })
+        PathKind::ALL.into_iter().flat_map(move |path| {
+            Op::ALL.into_iter().flat_map(move |op| {
+                CONCURRENCY
+                    .into_iter()
+                    .filter_map(move |c| results.find(backend, op, c, path))
             })
+        })
     });
     for r in ordered {
         match &r.result {
             Ok(s) => {
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | {} | {} | {:.0} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} |",
                     r.backend.name(),
                     r.op.label(),
                     r.concurrency,
@@ -773,13 +847,20 @@ fn report(results: &Results, context: &str, total: Duration) -> String {
                     s.calls,
                     s.ops_per_sec,
                     micros(s.p50),
-                    micros(s.p99)
+                    micros(s.p99),
+                    s.cpu_per_call.map_or("-".into(), micros),
+                    s.cpu_split.map_or("-".into(), |[h, n, p]| format!(
+                        "{} / {} / {}",
+                        micros(h),
+                        micros(n),
+                        micros(p)
+                    )),
                 );
             }
             Err(e) => {
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | {} | failed: {} | | | |",
+                    "| {} | {} | {} | {} | failed: {} | | | | | |",
                     r.backend.name(),
                     r.op.label(),
                     r.concurrency,
@@ -792,46 +873,96 @@ fn report(results: &Results, context: &str, total: Duration) -> String {
 
     let _ = writeln!(
         md,
-        "\n### What the lattice adds (target: lattice adds ≤{TARGET_ADDED_MICROS:.0} µs at p50)\n"
+        "\n### Patched host against stock host (targets: ≥{TARGET_OPS_RATIO}× ops/s at c=16, \
+         CPU/call ≤{TARGET_CPU_RATIO}× of stock)\n"
     );
     let _ = writeln!(
         md,
-        "| backend | op | c | lattice p50 µs | direct p50 µs | added µs | lattice/direct | ≤{TARGET_ADDED_MICROS:.0} µs |"
+        "| backend | op | p50 c=1 stock / patched µs | p50 c=1 patched/stock | ops/s c=16 stock / patched | ops/s c=16 patched/stock | ≥{TARGET_OPS_RATIO}× | CPU/call c=16 stock / patched µs | CPU patched/stock | ≤{TARGET_CPU_RATIO}× |"
+    );
+    let _ = writeln!(md, "|---|---|--:|--:|--:|--:|---|--:|--:|---|");
+    let stat = |b, op, c, path| results.stats(b, op, c, path);
+    for backend in Backend::ALL {
+        for op in Op::ALL {
+            let (s1, p1) = (
+                stat(backend, op, 1, PathKind::Stock),
+                stat(backend, op, 1, PathKind::Patched),
+            );
+            let (s16, p16) = (
+                stat(backend, op, WORKERS, PathKind::Stock),
+                stat(backend, op, WORKERS, PathKind::Patched),
+            );
+            let (p50_ratio, _) = ratio(p1.map(|s| s.p50), s1.map(|s| s.p50));
+            let (ops_ratio, ops) = ratio(p16.map(|s| s.ops_per_sec), s16.map(|s| s.ops_per_sec));
+            let (cpu_ratio, cpu) = ratio(
+                p16.and_then(|s| s.cpu_per_call),
+                s16.and_then(|s| s.cpu_per_call),
+            );
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} / {} | {p50_ratio} | {} / {} | {ops_ratio} | {} | {} / {} | {cpu_ratio} | {} |",
+                backend.name(),
+                op.label(),
+                opt_micros(s1.map(|s| s.p50)),
+                opt_micros(p1.map(|s| s.p50)),
+                s16.map_or("n/a".into(), |s| format!("{:.0}", s.ops_per_sec)),
+                p16.map_or("n/a".into(), |s| format!("{:.0}", s.ops_per_sec)),
+                ops.map_or("n/a", |r| verdict(r >= TARGET_OPS_RATIO)),
+                opt_micros(s16.and_then(|s| s.cpu_per_call)),
+                opt_micros(p16.and_then(|s| s.cpu_per_call)),
+                cpu.map_or("n/a", |r| verdict(r <= TARGET_CPU_RATIO)),
+            );
+        }
+    }
+    let _ = writeln!(md, "\nCPU per call at c=1, stock / patched µs (ratio):\n");
+    for backend in Backend::ALL {
+        let cells: Vec<String> = Op::ALL
+            .into_iter()
+            .map(|op| {
+                let s = stat(backend, op, 1, PathKind::Stock).and_then(|s| s.cpu_per_call);
+                let p = stat(backend, op, 1, PathKind::Patched).and_then(|s| s.cpu_per_call);
+                format!(
+                    "{} {} / {} ({})",
+                    op.label(),
+                    opt_micros(s),
+                    opt_micros(p),
+                    ratio(p, s).0
+                )
+            })
+            .collect();
+        let _ = writeln!(md, "- {}: {}", backend.name(), cells.join("; "));
+    }
+
+    let rtt_text = rtt.map_or("n/a".into(), micros);
+    let _ = writeln!(
+        md,
+        "\n### What the lattice adds at c=1 (target: ≤{TARGET_ADDED_ROUND_TRIPS} NATS round trips, \
+         one round trip measured in this run: p50 {rtt_text} µs)\n"
+    );
+    let _ = writeln!(
+        md,
+        "| backend | op | stock p50 µs | patched p50 µs | direct p50 µs | patched adds µs | in round trips | ≤{TARGET_ADDED_ROUND_TRIPS} |"
     );
     let _ = writeln!(md, "|---|---|--:|--:|--:|--:|--:|---|");
     for backend in Backend::ALL {
         for op in Op::ALL {
-            for c in CONCURRENCY {
-                let lattice = results.stats(backend, op, c, PathKind::Lattice);
-                let direct = results.stats(backend, op, c, PathKind::Direct);
-                let (l, d) = match (lattice, direct) {
-                    (Some(l), Some(d)) => (l.p50, d.p50),
-                    _ => {
-                        let _ = writeln!(
-                            md,
-                            "| {} | {} | {c} | n/a | n/a | n/a | n/a | a path failed |",
-                            backend.name(),
-                            op.label()
-                        );
-                        continue;
-                    }
-                };
-                let added = l - d;
-                let ratio = match l / d {
-                    r if !r.is_finite() => "∞".to_string(),
-                    r if r >= 100.0 => format!("{r:.0}×"),
-                    r => format!("{r:.1}×"),
-                };
-                let _ = writeln!(
-                    md,
-                    "| {} | {} | {c} | {} | {} | {added:.0} | {ratio} | {} |",
-                    backend.name(),
-                    op.label(),
-                    micros(l),
-                    micros(d),
-                    verdict(added <= TARGET_ADDED_MICROS)
-                );
-            }
+            let s = stat(backend, op, 1, PathKind::Stock).map(|s| s.p50);
+            let p = stat(backend, op, 1, PathKind::Patched).map(|s| s.p50);
+            let d = stat(backend, op, 1, PathKind::Direct).map(|s| s.p50);
+            let added = p.zip(d).map(|(p, d)| p - d);
+            let trips = added.zip(rtt).map(|(a, r)| a / r);
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                backend.name(),
+                op.label(),
+                opt_micros(s),
+                opt_micros(p),
+                opt_micros(d),
+                added.map_or("n/a".into(), |a| format!("{a:.0}")),
+                trips.map_or("n/a".into(), |t| format!("{t:.1}")),
+                trips.map_or("n/a", |t| verdict(t <= TARGET_ADDED_ROUND_TRIPS)),
+            );
         }
     }
 
@@ -845,7 +976,7 @@ fn report(results: &Results, context: &str, total: Duration) -> String {
     );
     let _ = writeln!(md, "|---|---|--:|--:|--:|--:|---|");
     for backend in Backend::ALL {
-        for path in [PathKind::Lattice, PathKind::Direct] {
+        for path in PathKind::ALL {
             for c in CONCURRENCY {
                 let get = results.stats(backend, Op::Get, c, path);
                 let many = results.stats(backend, Op::GetMany, c, path);
@@ -948,6 +1079,7 @@ async fn nats_round_trips(port: u16, n: usize) -> Result<Batch> {
     Ok(Batch {
         micros,
         wall: started.elapsed(),
+        cpu: None,
     })
 }
 
@@ -975,50 +1107,77 @@ fn main() -> Result<()> {
     );
 
     let mut results = Results::default();
-    let mut lattice = Lattice::up();
-    if let Err(e) = &lattice {
-        eprintln!("starting the lattice: {e:#}");
-    }
-    let nats_rtt = lattice.as_ref().ok().map(|l| {
-        runtime
-            .block_on(nats_round_trips(l.nats_port, 3000))
-            .and_then(Stats::of)
-            .map_err(|e| format!("{e:#}"))
-    });
-    for backend in Backend::ALL {
-        run_backend(lattice.as_ref(), backend, &runtime, &mut results);
-    }
-    if let Ok(lattice) = &mut lattice {
-        match lattice.down() {
-            Ok(leaked) if !leaked.is_empty() => {
-                eprintln!("processes outlived `wash down` and were killed: {leaked:?}")
+    let stock = stock_host();
+    let mut lattices: Vec<(PathKind, Result<Lattice>)> = PathKind::LATTICES
+        .into_iter()
+        .map(|path| {
+            let lattice = match path {
+                PathKind::Stock => stock
+                    .as_ref()
+                    .map_err(|e| anyhow!("{e:#}"))
+                    .and_then(|host| Lattice::up_with_host(Some(host), &[])),
+                _ => Lattice::up(),
+            };
+            if let Err(e) = &lattice {
+                eprintln!("starting the {} lattice: {e:#}", path.name());
             }
-            Ok(_) => {}
-            Err(e) => eprintln!("stopping the lattice: {e:#}"),
+            (path, lattice)
+        })
+        .collect();
+    // The floor under every call, measured on each lattice's own nats-server.
+    let rtts: Vec<(PathKind, Result<Stats, String>)> = lattices
+        .iter()
+        .filter_map(|(path, l)| {
+            let l = l.as_ref().ok()?;
+            let rtt = runtime
+                .block_on(nats_round_trips(l.nats_port, 3000))
+                .and_then(Stats::of)
+                .map_err(|e| format!("{e:#}"));
+            Some((*path, rtt))
+        })
+        .collect();
+    for backend in Backend::ALL {
+        run_backend(&lattices, backend, &runtime, &mut results);
+    }
+    for (path, lattice) in &mut lattices {
+        if let Ok(lattice) = lattice {
+            match lattice.down() {
+                Ok(leaked) if !leaked.is_empty() => {
+                    eprintln!("processes outlived `wash down` and were killed: {leaked:?}")
+                }
+                Ok(_) => {}
+                Err(e) => eprintln!("stopping the {} lattice: {e:#}", path.name()),
+            }
         }
     }
 
-    let mut md = report(&results, &context, started.elapsed());
+    let patched_rtt = rtts
+        .iter()
+        .find(|(path, _)| *path == PathKind::Patched)
+        .and_then(|(_, r)| r.as_ref().ok().map(|s| s.p50));
+    let mut md = report(&results, &context, started.elapsed(), patched_rtt);
     let _ = writeln!(
         md,
-        "\n### Baseline: one NATS request/reply round trip (lattice's nats-server, c=1)\n"
+        "\n### Baseline: one NATS request/reply round trip (each lattice's nats-server, c=1)\n"
     );
-    match nats_rtt {
-        Some(Ok(s)) => {
-            let _ = writeln!(
-                md,
-                "{} round trips: p50 {} µs, p99 {} µs. Every lattice call above includes \
-                 at least one, plus the wRPC handshake reply and the host's work.",
-                s.calls,
-                micros(s.p50),
-                micros(s.p99)
-            );
-        }
-        Some(Err(e)) => {
-            let _ = writeln!(md, "failed: {e}");
-        }
-        None => {
-            let _ = writeln!(md, "not measured: the lattice did not start");
+    if rtts.is_empty() {
+        let _ = writeln!(md, "not measured: no lattice started");
+    }
+    for (path, rtt) in &rtts {
+        match rtt {
+            Ok(s) => {
+                let _ = writeln!(
+                    md,
+                    "- {}: {} round trips, p50 {} µs, p99 {} µs.",
+                    path.name(),
+                    s.calls,
+                    micros(s.p50),
+                    micros(s.p99)
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(md, "- {}: failed: {e}", path.name());
+            }
         }
     }
     println!("\n{md}");
