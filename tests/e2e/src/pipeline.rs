@@ -713,8 +713,12 @@ async fn next_message(sub: &mut async_nats::Subscriber) -> Result<Value> {
 
 /// How long one attempt of [`publish_until`] waits for ingest's answer.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Attempts per reading before [`publish_until`] gives up.
-const MAX_ATTEMPTS: usize = 12;
+/// How long [`publish_until`] keeps sending one reading again before it gives up. A rollout
+/// may leave the validator without its config for seconds on a slow machine, and each
+/// "could not judge" answer comes back at once, so the budget is time, not attempts.
+const RETRY_BUDGET: Duration = Duration::from_secs(60);
+/// Between two attempts of one reading.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// Between one publisher's readings: a steady trickle, not a flood.
 const PUBLISH_PAUSE: Duration = Duration::from_millis(10);
 
@@ -777,6 +781,7 @@ pub async fn publish_until(
         let id = format!("{prefix}-{sent}");
         let body = reading(&id, device, "temperature_c", 20.0 + (sent % 10) as f64).to_string();
         let mut attempt = 0;
+        let give_up = std::time::Instant::now() + RETRY_BUDGET;
         loop {
             attempt += 1;
             let answer = timeout(
@@ -801,10 +806,10 @@ pub async fn publish_until(
             };
             trace(&format!("{id} attempt {attempt}: {why}"));
             retried += 1;
-            if attempt >= MAX_ATTEMPTS {
-                bail!("{id}: no answer after {MAX_ATTEMPTS} attempts");
+            if std::time::Instant::now() >= give_up {
+                bail!("{id}: not accepted after {attempt} attempts in {RETRY_BUDGET:?}: {why}");
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(RETRY_PAUSE).await;
         }
         sent += 1;
         tokio::time::sleep(PUBLISH_PAUSE).await;
