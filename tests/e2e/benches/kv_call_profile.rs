@@ -11,7 +11,7 @@
 //! count: the component's import, the wasm code, wasmtime, the wRPC client, async-nats and
 //! tokio; the provider's count holds the SDK's serving loop, the adapter and the store.
 //! nats-server (Go) is not counted. The bench then writes the functions with the most
-//! inclusive instructions of each dump, as `callgrind_annotate` sees them, next to the
+//! instructions of their own in each dump, as `callgrind_annotate` sees them, next to the
 //! totals.
 //!
 //! Run after `scripts/build.sh` and `scripts/build-stock-host.sh`:
@@ -43,13 +43,20 @@ const TOP_FUNCTIONS: usize = 25;
 /// The provider in the conformance manifest (`tests/e2e/manifests/kv-conformance.yaml`).
 const PROVIDER: &str = "keyvalue";
 
+/// Where valgrind and callgrind_control meet (valgrind's default is under TMPDIR, which the
+/// host sets to the lattice's own directory for itself and its providers).
+fn vgdb_prefix(dumps: &Path) -> String {
+    format!("{}/vgdb-pipe", dumps.display())
+}
+
 /// The shell line that runs `binary` under callgrind, its dumps named `<name>.<pid>.out*` in
 /// `dumps`. Absolute paths: the host clears a provider's environment.
 fn under_callgrind(binary: &Path, dumps: &Path, name: &str) -> String {
     format!(
         "exec /usr/bin/valgrind --tool=callgrind --callgrind-out-file={}/{name}.%p.out \
-         --dump-instr=no --collect-jumps=no '{}' \"$@\"",
+         --vgdb-prefix={} --dump-instr=no --collect-jumps=no '{}' \"$@\"",
         dumps.display(),
+        vgdb_prefix(dumps),
         binary.display()
     )
 }
@@ -71,18 +78,45 @@ fn callgrind_wrapper(host: &Path, dumps: &Path, name: &str) -> Result<PathBuf> {
     Ok(wrapper)
 }
 
-/// The pid of the lattice's process under valgrind whose command line holds `needle`.
-fn valgrind_pid(lattice: &Lattice, needle: &str) -> Result<u32> {
-    lattice
-        .processes()
-        .into_iter()
-        .find(|(_, cmd)| cmd.contains("valgrind") && cmd.contains(needle))
-        .map(|(pid, _)| pid)
-        .with_context(|| format!("no {needle} under valgrind among the lattice's processes"))
+/// The pid of the process under valgrind whose callgrind output is named `name`. A scan of
+/// all of /proc: the host clears a provider's environment, so the lattice's marker is not
+/// there to find it by.
+fn valgrind_pid(name: &str) -> Result<u32> {
+    let needle = format!("/{name}.%p.out");
+    std::fs::read_dir("/proc")?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let cmd = String::from_utf8_lossy(&c);
+                cmd.contains("valgrind") && cmd.contains(&needle)
+            })
+        })
+        .with_context(|| format!("no process under valgrind writes {name} dumps"))
 }
 
-fn callgrind_control(args: &[&str]) -> Result<()> {
+/// Kills every process whose command line names `dumps`: the wrapped provider runs from
+/// outside the lattice's directory, so the lattice's own clean-up does not find it.
+fn kill_leftovers(dumps: &Path) {
+    let needle = dumps.display().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for pid in entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    {
+        let named = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle));
+        if named && pid != std::process::id() {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}
+
+fn callgrind_control(dumps: &Path, args: &[&str]) -> Result<()> {
     let out = Command::new("callgrind_control")
+        .arg(format!("--vgdb-prefix={}", vgdb_prefix(dumps)))
         .args(args)
         .output()
         .context("running callgrind_control (apt-get install valgrind)")?;
@@ -96,20 +130,47 @@ fn callgrind_control(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// The dump files of process `pid` in `dumps`, newest last.
+/// How long a dump may take to appear after `callgrind_control -d` asked for it: the request
+/// is served when the process next runs, and the file written after that.
+const DUMP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The dumps `callgrind_control -d` made of process `pid` (`<name>.<pid>.out.<n>`), in order.
 fn dumps_of(dumps: &Path, name: &str, pid: u32) -> Result<Vec<PathBuf>> {
-    let prefix = format!("{name}.{pid}.out");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dumps)?
+    let prefix = format!("{name}.{pid}.out.");
+    let mut files: Vec<(u32, PathBuf)> = std::fs::read_dir(dumps)?
         .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(&prefix))
+        .filter_map(|e| {
+            let n = e
+                .file_name()
+                .to_str()?
+                .strip_prefix(&prefix)?
+                .parse()
+                .ok()?;
+            Some((n, e.path()))
         })
         .collect();
-    files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
-    Ok(files)
+    files.sort();
+    Ok(files.into_iter().map(|(_, p)| p).collect())
+}
+
+/// Asks for a dump of `pid` and waits until it is written whole; returns its path.
+fn dump(dumps: &Path, name: &str, pid: u32) -> Result<PathBuf> {
+    let before = dumps_of(dumps, name, pid)?.len();
+    callgrind_control(dumps, &["--dump", &pid.to_string()])?;
+    let deadline = std::time::Instant::now() + DUMP_TIMEOUT;
+    loop {
+        let files = dumps_of(dumps, name, pid)?;
+        if files.len() > before {
+            let last = files.last().context("no dump")?;
+            if total_instructions(last).is_ok() {
+                return Ok(last.clone());
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!("callgrind wrote no complete dump of {name} (pid {pid}) in {DUMP_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 /// The `totals:` (or `summary:`) instruction count of a dump.
@@ -124,11 +185,11 @@ fn total_instructions(dump: &Path) -> Result<u64> {
         .with_context(|| format!("{}: no totals line", dump.display()))
 }
 
-/// The top functions by inclusive instructions, as `callgrind_annotate --inclusive=yes`
-/// prints them.
+/// The top functions by their own instructions (calls they make not included), as
+/// `callgrind_annotate --inclusive=no` prints them.
 fn top_functions(dump: &Path) -> Result<String> {
     let out = Command::new("callgrind_annotate")
-        .args(["--inclusive=yes", "--threshold=100"])
+        .args(["--inclusive=no", "--threshold=100"])
         .arg(dump)
         .output()
         .context("running callgrind_annotate")?;
@@ -177,15 +238,12 @@ fn count(
 ) -> Result<[(f64, PathBuf); 2]> {
     bench(deployed, op, WARMUP_CALLS)?;
     for (_, pid) in processes {
-        callgrind_control(&["-z", &pid.to_string()])?;
+        callgrind_control(dumps, &["--zero", &pid.to_string()])?;
     }
     bench(deployed, op, CALLS)?;
     let mut out = Vec::new();
     for (name, pid) in processes {
-        callgrind_control(&["-d", &pid.to_string()])?;
-        let dump = dumps_of(dumps, name, pid)?
-            .pop()
-            .with_context(|| format!("callgrind wrote no dump for {name}"))?;
+        let dump = dump(dumps, name, pid)?;
         let per_call = total_instructions(&dump)? as f64 / CALLS as f64;
         trace(&format!(
             "{name}, {op}: {per_call:.0} instructions per call"
@@ -218,14 +276,8 @@ fn profile(name: &'static str, host: &Path, dumps: &Path) -> Result<Profile> {
         bench(&deployed, "fill", 0)?;
         let host_name = format!("{name}-host");
         let pids = [
-            (
-                host_name.as_str(),
-                valgrind_pid(&lattice, "wasmcloud_host")?,
-            ),
-            (
-                provider_name.as_str(),
-                valgrind_pid(&lattice, "keyvalue-memory")?,
-            ),
+            (host_name.as_str(), valgrind_pid(&host_name)?),
+            (provider_name.as_str(), valgrind_pid(&provider_name)?),
         ];
         OPS.into_iter()
             .map(|op| {
@@ -237,6 +289,7 @@ fn profile(name: &'static str, host: &Path, dumps: &Path) -> Result<Profile> {
     if let Err(e) = lattice.down() {
         eprintln!("stopping the {name} lattice: {e:#}");
     }
+    kill_leftovers(dumps);
     Ok(Profile {
         host: name,
         ops: result?,
@@ -255,6 +308,7 @@ fn main() -> Result<()> {
         "the memory provider's release binary is missing: run scripts/build.sh first"
     );
     let dumps = target_dir().join("kv-call-profile");
+    kill_leftovers(&dumps);
     let _ = std::fs::remove_dir_all(&dumps);
     let stock = stock_host()?;
     let patched = {
@@ -307,7 +361,7 @@ fn main() -> Result<()> {
                 let _ = writeln!(
                     md,
                     "\n### {} host lattice, {what}, {}: {per_call:.0} instructions per call; top \
-                     functions (inclusive, over all {CALLS} calls)\n\n```\n{}\n```",
+                     functions (own instructions, over all {CALLS} calls)\n\n```\n{}\n```",
                     profile.host,
                     op.op,
                     top_functions(dump)?
