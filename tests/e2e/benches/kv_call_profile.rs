@@ -27,8 +27,8 @@ use anyhow::{bail, ensure, Context, Result};
 use neongrid_e2e::kv::{self, Backend, Deployed};
 use neongrid_e2e::manifest::Manifest;
 use neongrid_e2e::{
-    build_artifact, free_port, http, stock_host, target_dir, trace, versions,
-    wrapped_provider_archive, Lattice,
+    build_artifact, free_port, stock_host, target_dir, trace, versions, wrapped_provider_archive,
+    Lattice,
 };
 
 /// Calls per operation between zeroing and dumping the counters.
@@ -204,15 +204,10 @@ fn top_functions(dump: &Path) -> Result<String> {
 }
 
 fn bench(deployed: &Deployed, op: &str, n: usize) -> Result<()> {
-    let url = deployed.url(&format!("/bench?op={op}&n={n}&bucket=profile"));
-    let resp =
-        http::get_with_timeout(&url, REQUEST_TIMEOUT).with_context(|| format!("GET {url}"))?;
-    ensure!(
-        resp.status == 200,
-        "GET {url}: {} {}",
-        resp.status,
-        resp.body
-    );
+    deployed.get_ok(
+        &format!("/bench?op={op}&n={n}&bucket=profile"),
+        REQUEST_TIMEOUT,
+    )?;
     Ok(())
 }
 

@@ -24,9 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use keyvalue_store::{Bytes, Store};
 use neongrid_e2e::kv::{self, Backend, Deployed};
-use neongrid_e2e::{
-    build_artifact, http, repo_root, stock_host, trace, versions, CpuTime, Lattice,
-};
+use neongrid_e2e::{build_artifact, repo_root, stock_host, trace, versions, CpuTime, Lattice};
 use redis::aio::ConnectionManager;
 use sqlx::postgres::PgPool;
 use sqlx::Row;
@@ -285,15 +283,9 @@ fn micros(v: f64) -> String {
 
 /// One `/bench` request: `n` calls timed inside the component.
 fn bench_request(deployed: &Deployed, op: &str, n: usize, bucket: &str) -> Result<Vec<f64>> {
-    let url = deployed.url(&format!("/bench?op={op}&n={n}&bucket={bucket}"));
-    let resp = http::get_with_timeout(&url, BENCH_REQUEST_TIMEOUT)
-        .with_context(|| format!("GET {url}"))?;
-    ensure!(
-        resp.status == 200,
-        "GET {url} answered {}: {}",
-        resp.status,
-        resp.body
-    );
+    let path = format!("/bench?op={op}&n={n}&bucket={bucket}");
+    let resp = deployed.get_ok(&path, BENCH_REQUEST_TIMEOUT)?;
+    let url = deployed.url(&path);
     let body = resp.json()?;
     if op == "fill" {
         return Ok(Vec::new());

@@ -51,6 +51,20 @@ impl Deployed {
     pub fn url(&self, path_and_query: &str) -> String {
         format!("{}{path_and_query}", self.base)
     }
+
+    /// `GET path_and_query`, which must answer 200 within `timeout`; the error names the
+    /// URL and carries the answer's body.
+    pub fn get_ok(&self, path_and_query: &str, timeout: Duration) -> Result<http::Response> {
+        let url = self.url(path_and_query);
+        let resp = http::get_with_timeout(&url, timeout).with_context(|| format!("GET {url}"))?;
+        ensure!(
+            resp.status == 200,
+            "GET {url} answered {}: {}",
+            resp.status,
+            resp.body
+        );
+        Ok(resp)
+    }
 }
 
 /// The template, renamed to `app`, with `backend`'s provider archive, the key-value link's

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use neongrid_e2e::kv::{self, Backend};
-use neongrid_e2e::{http, trace, Lattice};
+use neongrid_e2e::{trace, Lattice};
 
 /// The burst width that found the lost-reply race (third_party/README.md).
 const CALLERS: usize = 40;
@@ -85,17 +85,9 @@ fn calls_share_one_client_per_target_and_replies_reach_their_own_call() -> Resul
 
 /// `times` increments of caller's own counter; the answer must be `expected`.
 fn increment(deployed: &kv::Deployed, caller: usize, times: u64, expected: u64) -> Result<()> {
-    let url = deployed.url(&format!(
-        "/increment?bucket=wrpc-clients&key=caller-{caller}&times={times}"
-    ));
-    let resp =
-        http::get_with_timeout(&url, REQUEST_TIMEOUT).with_context(|| format!("GET {url}"))?;
-    ensure!(
-        resp.status == 200,
-        "GET {url}: {} {}",
-        resp.status,
-        resp.body
-    );
+    let path = format!("/increment?bucket=wrpc-clients&key=caller-{caller}&times={times}");
+    let resp = deployed.get_ok(&path, REQUEST_TIMEOUT)?;
+    let url = deployed.url(&path);
     let value = resp.json()?["value"]
         .as_u64()
         .with_context(|| format!("GET {url}: no number `value` in {}", resp.body))?;
