@@ -41,6 +41,10 @@ pub struct Pipeline {
     /// The manifest as deployed (absolute images, test ports), for redeploys.
     pub manifest: Manifest,
     pub manifest_path: PathBuf,
+    /// Where the host log stood once ingest answered its first reading: failures before
+    /// that are the start-up the warm-up waits out (a provider not subscribed yet, which
+    /// ingest's retry covers), failures after it are the pipeline's.
+    pub log_start: usize,
 }
 
 impl Pipeline {
@@ -80,6 +84,7 @@ pub fn deploy(
         nats_url,
         manifest,
         manifest_path,
+        log_start: 0,
     };
     wait_for(
         "GET /healthz to answer 200",
@@ -87,7 +92,10 @@ pub fn deploy(
         || Ok((http::get(&pipeline.url("/healthz"))?.status == 200).then_some(())),
     )?;
     runtime()?.block_on(wait_for_ingest(&pipeline.nats_url))?;
-    Ok(pipeline)
+    Ok(Pipeline {
+        log_start: lattice.log("wasmcloud.log").len(),
+        ..pipeline
+    })
 }
 
 /// A small runtime for the async NATS client.
@@ -175,7 +183,7 @@ pub fn exercise(lattice: &Lattice, pipeline: &Pipeline) -> Result<()> {
     runtime.block_on(redelivery(&pipeline.nats_url))?;
     read_back(pipeline)?;
     runtime.block_on(burst(pipeline))?;
-    check_host_log(lattice)
+    check_host_log(lattice, pipeline)
 }
 
 /// Both components read and write through two key-value links told apart by name,
@@ -672,8 +680,8 @@ async fn burst(pipeline: &Pipeline) -> Result<()> {
 /// Ingest reports store and publish failures only in the log (context `neongrid-ingest`),
 /// and the messaging provider logs a handler that failed or trapped; none of that may
 /// have happened.
-pub fn check_host_log(lattice: &Lattice) -> Result<()> {
-    let failures = host_log_failures(lattice);
+pub fn check_host_log(lattice: &Lattice, pipeline: &Pipeline) -> Result<()> {
+    let failures = host_log_failures(lattice, pipeline);
     ensure!(
         failures.is_empty(),
         "component failures in the host log:\n{}",
@@ -684,9 +692,11 @@ pub fn check_host_log(lattice: &Lattice) -> Result<()> {
 
 /// The host log's lines that report a component failing: its own error and warning
 /// lines, and handler calls that failed or trapped.
-pub fn host_log_failures(lattice: &Lattice) -> Vec<String> {
-    lattice
-        .log("wasmcloud.log")
+pub fn host_log_failures(lattice: &Lattice, pipeline: &Pipeline) -> Vec<String> {
+    let log = lattice.log("wasmcloud.log");
+    // The whole log if the offset is not a character boundary: stricter, never laxer.
+    log.get(pipeline.log_start..)
+        .unwrap_or(&log)
         .lines()
         .filter(|line| {
             // The host logs a component's wasi:logging lines with their context as a

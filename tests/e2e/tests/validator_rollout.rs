@@ -146,7 +146,7 @@ fn run(lattice: &Lattice) -> Result<()> {
     // off by the swap traps ingest (the `validation` interface has no error case, so a
     // failed call can't be answered as a retryable rejection) and gets no answer; it was
     // sent again and stored then. Any other failure fails the test.
-    let failures = pipeline::host_log_failures(lattice);
+    let failures = pipeline::host_log_failures(lattice, &deployed);
     let cut_off = lattice
         .log("wasmcloud.log")
         .matches("validation13validate_many")
