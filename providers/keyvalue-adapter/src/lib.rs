@@ -10,7 +10,7 @@
 //! `namespace: wasi`, `package: keyvalue`, `interfaces: [store, atomics, batch]`.
 //!
 //! A backend's binary is just
-//! `keyvalue_adapter::run(MyFactory::new(), "keyvalue-my-provider").await`.
+//! `keyvalue_adapter::main(MyFactory::new(), "keyvalue-my-provider")`.
 
 mod handlers;
 mod provider;
@@ -41,6 +41,55 @@ const HOST_DATA_HINT: &str = "this is a wasmCloud capability provider: a wasmClo
     it and passes its configuration (base64-encoded host data) on standard input; run it by \
     deploying its provider archive to a lattice rather than directly";
 
+/// Provider configuration key: how many threads serve calls (see [`worker_threads`]).
+pub const CONFIG_WORKER_THREADS: &str = "worker_threads";
+/// The most threads [`CONFIG_WORKER_THREADS`] may ask for.
+pub const MAX_WORKER_THREADS: usize = 64;
+
+/// Builds the provider's runtime as its configuration asks, then [`run`]s it.
+///
+/// One thread unless `worker_threads` says otherwise: a call costs the provider a few
+/// microseconds of CPU between two network waits, and on one thread each of a call's hops
+/// (NATS reader, handler, backend connection, NATS writer) hands over without waking
+/// another thread. On the counter benchmark in docs/kv-bench.md that cut the Redis
+/// provider's CPU per call by a third. A provider that serves many busy components on a
+/// large host can ask for more.
+pub fn main<F: StoreFactory>(factory: F, provider_name: &'static str) -> anyhow::Result<()> {
+    let host_data = load_host_data().context(HOST_DATA_HINT)?;
+    let threads = worker_threads(
+        host_data
+            .config
+            .get(CONFIG_WORKER_THREADS)
+            .map(String::as_str),
+    )?;
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
+    };
+    builder
+        .enable_all()
+        .build()
+        .context("failed to start the provider's async runtime")?
+        .block_on(run(factory, provider_name))
+}
+
+/// The thread count that the `worker_threads` setting names: 1 when it is absent.
+pub fn worker_threads(setting: Option<&str>) -> anyhow::Result<usize> {
+    let Some(setting) = setting else {
+        return Ok(1);
+    };
+    match setting.trim().parse::<usize>() {
+        Ok(threads) if (1..=MAX_WORKER_THREADS).contains(&threads) => Ok(threads),
+        _ => anyhow::bail!(
+            "invalid provider configuration {CONFIG_WORKER_THREADS:?}: {setting:?}; expected a \
+             whole number of threads from 1 to {MAX_WORKER_THREADS}"
+        ),
+    }
+}
+
 /// Runs a key-value provider for `factory` until the host tells it to stop.
 ///
 /// `provider_name` names the provider in logs and traces. Returns an error (rather than
@@ -69,4 +118,27 @@ pub async fn run<F: StoreFactory>(factory: F, provider_name: &'static str) -> an
     serve_provider_exports(&wrpc, provider, shutdown, bindings::serve)
         .await
         .context("failed to serve wrpc:keyvalue exports")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_thread_unless_the_configuration_asks_for_more() {
+        assert_eq!(worker_threads(None).unwrap(), 1);
+        assert_eq!(worker_threads(Some("4")).unwrap(), 4);
+        assert_eq!(worker_threads(Some(" 2 ")).unwrap(), 2);
+        assert_eq!(worker_threads(Some("64")).unwrap(), MAX_WORKER_THREADS);
+    }
+
+    #[test]
+    fn a_thread_count_out_of_range_or_not_a_number_names_the_key_and_the_range() {
+        for bad in ["0", "65", "-1", "two", ""] {
+            let err = worker_threads(Some(bad)).unwrap_err().to_string();
+            assert!(err.contains("\"worker_threads\""), "{bad:?}: {err}");
+            assert!(err.contains("from 1 to 64"), "{bad:?}: {err}");
+            assert!(err.contains(&format!("{bad:?}")), "{bad:?}: {err}");
+        }
+    }
 }

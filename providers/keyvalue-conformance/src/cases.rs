@@ -411,6 +411,35 @@ pub async fn increment_follows_the_shared_semantics(target: &Target) {
         i64::MAX as u64 + 1
     );
     assert_eq!(ok(store.get(&bucket, "m").await, "get"), Some(b("101")));
+
+    // Across 2^53, where a double stops holding every integer.
+    let edge = (1u64 << 53) - 1;
+    ok(
+        store.set(&bucket, "edge", b(&edge.to_string())).await,
+        "set",
+    );
+    assert_eq!(
+        ok(store.increment(&bucket, "edge", 1).await, "to 2^53"),
+        edge + 1
+    );
+    assert_eq!(
+        ok(store.increment(&bucket, "edge", 1).await, "past 2^53"),
+        edge + 2
+    );
+    assert_eq!(
+        ok(store.get(&bucket, "edge").await, "get"),
+        Some(b(&(edge + 2).to_string()))
+    );
+    // Deltas of 15 and of 16 digits.
+    let (d15, d16) = (999_999_999_999_999, 1_000_000_000_000_000);
+    assert_eq!(
+        ok(store.increment(&bucket, "d", d15).await, "15 digits"),
+        d15
+    );
+    assert_eq!(
+        ok(store.increment(&bucket, "d", d16).await, "16 digits"),
+        d15 + d16
+    );
 }
 
 /// Anything but a canonical unsigned decimal is refused with `NotNumeric`, naming bucket and
@@ -455,6 +484,18 @@ pub async fn increment_rejects_non_numeric_values(target: &Target) {
             "a failed increment must not touch {key}"
         );
     }
+    // A negative value stays refused and untouched, even by a delta that would lift it
+    // past zero.
+    ok(store.set(&bucket, "minus", b("-3")).await, "set");
+    let err = store
+        .increment(&bucket, "minus", 10)
+        .await
+        .expect_err("increment of -3 must fail");
+    assert!(
+        matches!(&err, StoreError::NotNumeric { .. }),
+        "expected NotNumeric, got {err:?}"
+    );
+    assert_eq!(ok(store.get(&bucket, "minus").await, "get"), Some(b("-3")));
 }
 
 /// Going past `u64::MAX` is an `Overflow` error, never a wrap, and keeps the old value.

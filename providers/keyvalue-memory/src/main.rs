@@ -5,7 +5,6 @@ use keyvalue_memory::MemoryStoreFactory;
 /// Name of the provider in logs and traces.
 const PROVIDER_NAME: &str = "keyvalue-memory-provider";
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    keyvalue_adapter::run(MemoryStoreFactory::new(), PROVIDER_NAME).await
+fn main() -> anyhow::Result<()> {
+    keyvalue_adapter::main(MemoryStoreFactory::new(), PROVIDER_NAME)
 }

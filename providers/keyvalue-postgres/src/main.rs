@@ -5,7 +5,6 @@ use keyvalue_postgres::PostgresStoreFactory;
 /// Name of the provider in logs and traces.
 const PROVIDER_NAME: &str = "keyvalue-postgres-provider";
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    keyvalue_adapter::run(PostgresStoreFactory::new(), PROVIDER_NAME).await
+fn main() -> anyhow::Result<()> {
+    keyvalue_adapter::main(PostgresStoreFactory::new(), PROVIDER_NAME)
 }

@@ -3,10 +3,23 @@
 -- over the whole u64 range (INCRBY stops at i64, and Lua numbers are doubles, hence the
 -- arithmetic on digit strings).
 --
--- Returns {1, new value} on success. When the stored value is not a counter or the sum would
--- pass 2^64 - 1, it changes nothing and returns {0, stored value}, from which the caller
--- builds the exact error the shared semantics give.
+-- Returns {1, new value} on success: an integer below 2^53, else a digit string. When the
+-- stored value is not a counter or the sum would pass 2^64 - 1, it changes nothing and returns
+-- {0, stored value}, from which the caller builds the exact error the shared semantics give.
 local MAX = '18446744073709551615'
+
+-- Fast path, for counters below 2^53 (where a Lua number, a double, is exact): INCRBY does the
+-- work in one call. It refuses, changing nothing, a value that is not an integer and a sum past
+-- 2^63 - 1. It does take a negative integer, which is no counter here; that change is undone
+-- before anyone can see it, since Redis runs a script alone, and the slow path below decides.
+local EXACT = 9007199254740992
+if #ARGV[1] <= 15 then
+  local ok, next = pcall(redis.call, 'INCRBY', KEYS[1], ARGV[1])
+  if ok then
+    if next >= tonumber(ARGV[1]) and next < EXACT then return {1, next} end
+    redis.call('DECRBY', KEYS[1], ARGV[1])
+  end
+end
 
 -- "0", or digits without a leading zero, no larger than MAX.
 local function is_counter(digits)

@@ -14,7 +14,8 @@
 //!
 //! - `get`, `set`, `delete`, `exists`: `GET`, `SET`, `DEL`, `EXISTS`.
 //! - `increment`: a Lua script (atomic: Redis runs scripts alone) that applies the shared
-//!   semantics over the whole `u64` range, which `INCRBY` (signed 64-bit) cannot.
+//!   semantics over the whole `u64` range, which `INCRBY` (signed 64-bit) cannot. Below
+//!   2^53 it is one `INCRBY` inside the script.
 //! - `get_many`, `set_many`, `delete_many`: one `MGET`, `MSET` or `DEL` naming every key,
 //!   so one round trip each. Single commands, hence atomic: declared as `atomic_batch`.
 //! - `list_keys`: `SCAN` with a `MATCH` pattern for the bucket's prefix (see [`list_keys`]
@@ -241,21 +242,29 @@ impl Store for RedisStore {
 
     async fn increment(&self, bucket: &str, key: &str, delta: u64) -> StoreResult<u64> {
         let mut connection = self.connection.clone();
-        let (applied, value): (i64, Vec<u8>) = self
+        let (applied, value): (i64, redis::Value) = self
             .increment
             .key(keys::entry_key(bucket, key))
             .arg(delta.to_string())
             .invoke_async(&mut connection)
             .await
             .map_err(|err| self.fail("increment", err))?;
+        let not_a_counter = || {
+            StoreError::backend(
+                BACKEND,
+                "increment",
+                "the increment script returned something that is not a counter",
+            )
+        };
+        let value = match value {
+            redis::Value::Int(value) if applied == 1 => {
+                return u64::try_from(value).map_err(|_| not_a_counter())
+            }
+            redis::Value::BulkString(value) => value,
+            _ => return Err(not_a_counter()),
+        };
         if applied == 1 {
-            return parse_counter(&value).ok_or_else(|| {
-                StoreError::backend(
-                    BACKEND,
-                    "increment",
-                    "the increment script returned something that is not a counter",
-                )
-            });
+            return parse_counter(&value).ok_or_else(not_a_counter);
         }
         // The script refused: let the shared rules say why, in the shared words.
         match apply_increment(bucket, key, Some(&value), delta) {

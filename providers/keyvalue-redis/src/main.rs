@@ -5,7 +5,6 @@ use keyvalue_redis::RedisStoreFactory;
 /// Name of the provider in logs and traces.
 const PROVIDER_NAME: &str = "keyvalue-redis-provider";
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    keyvalue_adapter::run(RedisStoreFactory::new(), PROVIDER_NAME).await
+fn main() -> anyhow::Result<()> {
+    keyvalue_adapter::main(RedisStoreFactory::new(), PROVIDER_NAME)
 }

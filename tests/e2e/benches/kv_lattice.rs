@@ -56,8 +56,8 @@ use keyvalue_postgres::statements::{
 };
 use keyvalue_postgres::{DEFAULT_POOL_SIZE as PG_POOL_SIZE, MIGRATOR as PG_MIGRATOR};
 
-/// The provider's increment: a Lua script, not INCRBY, because INCRBY stops at i64::MAX
-/// while the shared semantics count to u64::MAX.
+/// The provider's increment: a Lua script, not a bare INCRBY, because INCRBY stops at
+/// i64::MAX and takes negative values while the shared semantics count to u64::MAX.
 const REDIS_INCREMENT: &str = include_str!("../../../providers/keyvalue-redis/src/increment.lua");
 const REDIS_PREFIX: &str = "neongrid:kv:";
 
@@ -494,15 +494,14 @@ impl Direct {
                 },
                 Op::Increment,
             ) => {
-                let (applied, value): (i64, Vec<u8>) = increment
+                let (applied, value): (i64, redis::Value) = increment
                     .key(redis_key(bucket, COUNTER_KEY))
                     .arg("1")
                     .invoke_async(&mut connection.clone())
                     .await?;
                 ensure!(
                     applied == 1,
-                    "the increment script refused the stored value {:?}",
-                    String::from_utf8_lossy(&value)
+                    "the increment script refused the stored value {value:?}"
                 );
             }
             (Direct::Redis { connection, .. }, Op::GetMany) => {
