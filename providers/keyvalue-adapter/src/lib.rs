@@ -46,14 +46,18 @@ pub const CONFIG_WORKER_THREADS: &str = "worker_threads";
 /// The most threads [`CONFIG_WORKER_THREADS`] may ask for.
 pub const MAX_WORKER_THREADS: usize = 64;
 
-/// Builds the provider's runtime as its configuration asks, then [`run`]s it.
+/// Builds the provider's runtime as its configuration asks, then serves on it until the
+/// host tells the provider to stop.
 ///
 /// One thread unless `worker_threads` says otherwise: a call costs the provider a few
 /// microseconds of CPU between two network waits, and on one thread each of a call's hops
 /// (NATS reader, handler, backend connection, NATS writer) hands over without waking
-/// another thread. On the counter benchmark in docs/kv-bench.md that cut the Redis
-/// provider's CPU per call by a third. A provider that serves many busy components on a
-/// large host can ask for more.
+/// another thread. On the counter benchmark (README, "Against wasmCloud's official Redis
+/// provider") that cut the Redis provider's CPU per call by a third. A provider that serves
+/// many busy components on a large host can ask for more.
+///
+/// Returns an error (rather than panicking) when the provider cannot start, e.g. without
+/// host data on standard input or with a bad `worker_threads`.
 pub fn main<F: StoreFactory>(factory: F, provider_name: &'static str) -> anyhow::Result<()> {
     let host_data = load_host_data().context(HOST_DATA_HINT)?;
     let threads = worker_threads(
@@ -90,12 +94,9 @@ pub fn worker_threads(setting: Option<&str>) -> anyhow::Result<usize> {
     }
 }
 
-/// Runs a key-value provider for `factory` until the host tells it to stop.
-///
-/// `provider_name` names the provider in logs and traces. Returns an error (rather than
-/// panicking) when the provider cannot start, e.g. without host data on standard input.
-pub async fn run<F: StoreFactory>(factory: F, provider_name: &'static str) -> anyhow::Result<()> {
-    load_host_data().context(HOST_DATA_HINT)?;
+/// Serves `factory`'s stores until the host tells the provider to stop; [`main`] has read
+/// the host data by then. `provider_name` names the provider in logs and traces.
+async fn run<F: StoreFactory>(factory: F, provider_name: &'static str) -> anyhow::Result<()> {
     initialize_observability!(provider_name, None::<&str>);
 
     let provider = KeyValueProvider::new(factory);

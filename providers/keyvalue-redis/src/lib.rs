@@ -256,24 +256,22 @@ impl Store for RedisStore {
                 "the increment script returned something that is not a counter",
             )
         };
-        let value = match value {
-            redis::Value::Int(value) if applied == 1 => {
-                return u64::try_from(value).map_err(|_| not_a_counter())
+        match (applied, value) {
+            // The fast path's INCRBY answers an integer, the digit-string path a string.
+            (1, redis::Value::Int(value)) => u64::try_from(value).map_err(|_| not_a_counter()),
+            (1, redis::Value::BulkString(value)) => parse_counter(&value).ok_or_else(not_a_counter),
+            // The script refused: let the shared rules say why, in the shared words.
+            (0, redis::Value::BulkString(value)) => {
+                match apply_increment(bucket, key, Some(&value), delta) {
+                    Err(err) => Err(err),
+                    Ok(_) => Err(StoreError::backend(
+                        BACKEND,
+                        "increment",
+                        "the increment script refused a value the shared semantics accept",
+                    )),
+                }
             }
-            redis::Value::BulkString(value) => value,
-            _ => return Err(not_a_counter()),
-        };
-        if applied == 1 {
-            return parse_counter(&value).ok_or_else(not_a_counter);
-        }
-        // The script refused: let the shared rules say why, in the shared words.
-        match apply_increment(bucket, key, Some(&value), delta) {
-            Err(err) => Err(err),
-            Ok(_) => Err(StoreError::backend(
-                BACKEND,
-                "increment",
-                "the increment script refused a value the shared semantics accept",
-            )),
+            _ => Err(not_a_counter()),
         }
     }
 
