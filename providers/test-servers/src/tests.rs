@@ -1,3 +1,5 @@
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -30,6 +32,45 @@ fn psql(server: &PostgresServer, sql: &str) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
+/// Sends one NATS request over the raw protocol and returns the reply's payload: enough for
+/// the JetStream API without a client library.
+fn nats_request(server: &NatsServer, subject: &str, payload: &str) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port())).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let request = format!(
+        "CONNECT {{\"verbose\":false}}\r\nSUB reply 1\r\nPUB {subject} reply {}\r\n{payload}\r\n",
+        payload.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut received = Vec::new();
+    let mut chunk = [0; 4096];
+    loop {
+        let read = stream.read(&mut chunk).unwrap();
+        assert!(
+            read > 0,
+            "connection closed: {}",
+            String::from_utf8_lossy(&received)
+        );
+        received.extend_from_slice(&chunk[..read]);
+        let text = String::from_utf8_lossy(&received);
+        // MSG <subject> <sid> <size>\r\n<payload>\r\n
+        let Some(start) = text.find("MSG reply 1 ") else {
+            continue;
+        };
+        let Some(header_len) = text[start..].find("\r\n") else {
+            continue;
+        };
+        let header = &text[start..start + header_len];
+        let size: usize = header.rsplit(' ').next().unwrap().parse().unwrap();
+        let body = start + header_len + 2;
+        if text.len() >= body + size {
+            return text[body..body + size].to_owned();
+        }
+    }
+}
+
 #[test]
 fn redis_starts_restarts_with_its_data_and_cleans_up() {
     let mut server = RedisServer::start().unwrap();
@@ -57,6 +98,38 @@ fn redis_starts_restarts_with_its_data_and_cleans_up() {
     let pid = server.pid().unwrap();
     drop(server);
     assert!(!alive(pid), "redis-server survived its guard");
+    assert!(!dir.exists(), "{} left behind", dir.display());
+}
+
+#[test]
+fn nats_starts_restarts_with_its_streams_and_cleans_up() {
+    let mut server = NatsServer::start().unwrap();
+    assert_eq!(server.url(), format!("nats://127.0.0.1:{}", server.port()));
+    let info = nats::info(server.port()).unwrap();
+    assert!(info.contains("\"jetstream\":true"), "{info}");
+    let created = nats_request(
+        &server,
+        "$JS.API.STREAM.CREATE.KEPT",
+        r#"{"name":"KEPT","subjects":["kept.>"],"storage":"file"}"#,
+    );
+    assert!(!created.contains("\"error\""), "{created}");
+    let ack = nats_request(&server, "kept.one", "hello");
+    assert!(ack.contains("\"seq\":1"), "{ack}");
+    let port = server.port();
+    let dir: PathBuf = server.dir().to_owned();
+
+    server.stop().unwrap();
+    assert!(!server.is_running());
+    assert!(nats::info(port).is_err(), "nothing listens after stop");
+    server.start_again().unwrap();
+    assert_eq!(server.port(), port);
+    assert!(nats::info(port).unwrap().starts_with("INFO {"));
+    let kept = nats_request(&server, "$JS.API.STREAM.INFO.KEPT", "");
+    assert!(kept.contains("\"messages\":1"), "stream kept: {kept}");
+
+    let pid = server.pid().unwrap();
+    drop(server);
+    assert!(!alive(pid), "nats-server survived its guard");
     assert!(!dir.exists(), "{} left behind", dir.display());
 }
 

@@ -1,0 +1,47 @@
+//! Durable, per-key ordered delivery on NATS JetStream, acknowledged only after the
+//! handler succeeded. Plain Rust over `async-nats`; the wasmCloud provider
+//! (`messaging-jetstream`) is a thin adapter that implements [`Handler`] by calling a
+//! component and serves [`Publisher`] to components.
+//!
+//! The guarantees and the stream layout are described in `providers/messaging-jetstream/README.md`
+//! and in [`layout`].
+
+mod config;
+mod delivery;
+mod error;
+pub mod layout;
+mod publish;
+mod subject;
+
+pub use config::*;
+pub use delivery::{
+    Delivery, Handler, Subscription, DEAD_LETTER_ATTEMPTS_HEADER, DEAD_LETTER_REASON_HEADER,
+    DEAD_LETTER_SEQUENCE_HEADER, DEAD_LETTER_SUBJECT_HEADER, MAX_REASON_LEN, REPLY_TO_HEADER,
+};
+pub use error::{ConfigError, Error};
+pub use publish::{Published, Publisher, Reply, MAX_REQUEST_TIMEOUT, STORE_ACK_TIMEOUT};
+pub use subject::{is_literal_subject, SubjectPattern};
+
+/// How long connecting to NATS may take.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Connects to the first NATS server of `uris` that answers; the client reconnects by
+/// itself afterwards.
+pub async fn connect(uris: &[String], name: &str) -> Result<async_nats::Client, Error> {
+    let joined = uris.join(",");
+    let options = async_nats::ConnectOptions::new()
+        .name(name)
+        .connection_timeout(CONNECT_TIMEOUT);
+    let connecting = options.connect(uris.to_vec());
+    match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(err)) => Err(Error::Connect {
+            uris: joined,
+            reason: err.to_string(),
+        }),
+        Err(_) => Err(Error::Connect {
+            uris: joined,
+            reason: format!("no server answered within {} s", CONNECT_TIMEOUT.as_secs()),
+        }),
+    }
+}
