@@ -14,8 +14,8 @@ cd "$repo"
 
 # Every cdylib under components/ (and the test component under tests/) is a deployable
 # component; the rest (domain crates) is plain Rust that the components link.
-COMPONENTS=(api validator ingest kv-conformance-component)
-PROVIDERS=(keyvalue-memory keyvalue-redis keyvalue-postgres)
+COMPONENTS=(api validator ingest kv-conformance-component messaging-probe)
+PROVIDERS=(keyvalue-memory keyvalue-redis keyvalue-postgres messaging-jetstream)
 
 out="$repo/build"
 mkdir -p "$out"

@@ -10,6 +10,9 @@ use crate::subject::SubjectPattern;
 /// Comma-separated NATS URLs (the builtin provider's key, so a manifest swaps providers
 /// without renaming it).
 pub const CONFIG_CLUSTER_URIS: &str = "cluster_uris";
+/// Core NATS subscriptions, as the builtin provider reads them: comma-separated
+/// `<subject>[|<queue group>]`. Delivered at most once, without a stream.
+pub const CONFIG_SUBSCRIPTIONS: &str = "subscriptions";
 /// Name of the stream that captures the subjects (the device's durable receipt names it).
 pub const CONFIG_STREAM: &str = "stream";
 /// Comma-separated subject patterns the stream captures, each `<tokens>.*` or `<tokens>.>`.
@@ -26,7 +29,8 @@ pub const CONFIG_MAX_DELIVER: &str = "max_deliver";
 pub const CONFIG_BACKOFF_MS: &str = "backoff_ms";
 /// Where a message goes after `max_deliver` failed attempts.
 pub const CONFIG_DEAD_LETTER_SUBJECT: &str = "dead_letter_subject";
-/// Stream replicas: 1, or 3 or 5 on a cluster.
+/// Stream replicas: 1, or 3 or 5 on a cluster. Unset, a new stream gets 1 and an existing
+/// one keeps its own, so that an operator's (or scripts/lattice.sh's) choice stands.
 pub const CONFIG_REPLICAS: &str = "replicas";
 /// How long JetStream remembers a `Nats-Msg-Id` to drop a repeated publish.
 pub const CONFIG_DEDUP_WINDOW_MS: &str = "dedup_window_ms";
@@ -56,6 +60,57 @@ pub const HANDLER_TIMEOUT_RANGE_MS: (u64, u64) = (100, 3_600_000);
 pub const MAX_SUBJECTS: usize = 16;
 pub const MAX_NAME_LEN: usize = 64;
 pub const MAX_CLUSTER_URIS: usize = 16;
+pub const MAX_SUBSCRIPTIONS: usize = 16;
+/// How many core NATS messages one link hands to its handler at once.
+pub const CORE_IN_FLIGHT: usize = 64;
+
+/// One core NATS subscription of [`CONFIG_SUBSCRIPTIONS`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreSubscription {
+    pub subject: String,
+    pub queue_group: Option<String>,
+}
+
+/// The core NATS subscriptions a link asks for (none when the key is absent).
+pub fn core_subscriptions(
+    values: &HashMap<String, String>,
+) -> Result<Vec<CoreSubscription>, ConfigError> {
+    let Some(raw) = values.get(CONFIG_SUBSCRIPTIONS) else {
+        return Ok(Vec::new());
+    };
+    let expected = || {
+        format!(
+            "up to {MAX_SUBSCRIPTIONS} comma-separated `<subject>[|<queue group>]`, subjects of \
+             dot-separated tokens (`*` and a final `>` allowed), queue groups without spaces"
+        )
+    };
+    let mut subscriptions = Vec::new();
+    for entry in split_list(raw) {
+        let (subject, queue_group) = match entry.split_once('|') {
+            Some((subject, group)) => (subject.trim(), Some(group.trim())),
+            None => (entry, None),
+        };
+        let tokens: Vec<&str> = subject.split('.').collect();
+        let subject_ok = tokens.iter().enumerate().all(|(i, t)| {
+            !t.is_empty()
+                && !t.bytes().any(|b| b.is_ascii_whitespace())
+                && (*t == "*" || (*t == ">" && i == tokens.len() - 1) || !t.contains(['*', '>']))
+        });
+        let group_ok = queue_group
+            .is_none_or(|g| !g.is_empty() && !g.bytes().any(|b| b.is_ascii_whitespace()));
+        if !subject_ok || !group_ok {
+            return Err(ConfigError::invalid(CONFIG_SUBSCRIPTIONS, raw, expected()));
+        }
+        subscriptions.push(CoreSubscription {
+            subject: subject.to_string(),
+            queue_group: queue_group.map(str::to_string),
+        });
+    }
+    if subscriptions.len() > MAX_SUBSCRIPTIONS {
+        return Err(ConfigError::invalid(CONFIG_SUBSCRIPTIONS, raw, expected()));
+    }
+    Ok(subscriptions)
+}
 
 /// Where the stream keeps its messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +132,7 @@ pub struct DeliveryConfig {
     pub max_deliver: u32,
     pub backoff: Vec<Duration>,
     pub dead_letter_subject: String,
-    pub replicas: usize,
+    pub replicas: Option<usize>,
     pub dedup_window: Duration,
     pub max_age: Duration,
     pub storage: Storage,
@@ -173,7 +228,10 @@ impl DeliveryConfig {
                 ))
             }
         };
-        let replicas = number(values, CONFIG_REPLICAS, 1, (1, 5))? as usize;
+        let replicas = match values.get(CONFIG_REPLICAS) {
+            None => None,
+            Some(_) => Some(number(values, CONFIG_REPLICAS, 1, (1, 5))? as usize),
+        };
         Ok(Self {
             cluster_uris: cluster_uris(values)?,
             stream,
@@ -226,6 +284,15 @@ impl DeliveryConfig {
     pub fn backoff_after(&self, attempt: u64) -> Duration {
         let index = usize::try_from(attempt.saturating_sub(1)).unwrap_or(usize::MAX);
         self.backoff[index.min(self.backoff.len() - 1)]
+    }
+
+    /// Whether the stream captures everything a core subscription to `subject` (a subject
+    /// or a pattern) would receive, so that the subscription would only deliver it twice.
+    pub fn covers(&self, subject: &str) -> bool {
+        self.subjects
+            .iter()
+            .any(|pattern| pattern.to_string() == subject)
+            || (crate::subject::is_literal_subject(subject) && self.captures(subject))
     }
 
     /// Whether a publish on `subject` lands in this configuration's stream.
@@ -327,6 +394,28 @@ mod tests {
         assert_eq!(config.backoff_after(99), Duration::from_secs(30));
         assert!(config.captures("neongrid.readings.lab.3"));
         assert!(!config.captures("neongrid.alerts.lab"));
+        assert!(config.covers("neongrid.readings.>"));
+        assert!(config.covers("neongrid.readings.x"));
+        assert!(!config.covers("neongrid.ingest"));
+        assert!(!config.covers("neongrid.>"));
+    }
+
+    #[test]
+    fn core_subscriptions_read_as_the_builtin_provider_writes_them() {
+        let values = map(&[(CONFIG_SUBSCRIPTIONS, "a.>|g, b.*.c ,plain")]);
+        let subs = core_subscriptions(&values).unwrap();
+        assert_eq!(subs.len(), 3);
+        assert_eq!(subs[0].subject, "a.>");
+        assert_eq!(subs[0].queue_group.as_deref(), Some("g"));
+        assert_eq!(subs[1].subject, "b.*.c");
+        assert_eq!(subs[2].queue_group, None);
+        assert!(core_subscriptions(&HashMap::new()).unwrap().is_empty());
+        for bad in ["a.>.b", "a..b", "a b", "a|", "a|g h"] {
+            let err = core_subscriptions(&map(&[(CONFIG_SUBSCRIPTIONS, bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("\"subscriptions\""), "{bad}: {err}");
+        }
     }
 
     #[test]

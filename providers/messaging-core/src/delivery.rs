@@ -31,8 +31,6 @@ pub const DEAD_LETTER_ATTEMPTS_HEADER: &str = "Neongrid-Attempts";
 /// The longest dead-letter reason kept, in bytes.
 pub const MAX_REASON_LEN: usize = 4096;
 
-/// How long one pull waits for a message before it asks again.
-const PULL_EXPIRES: Duration = Duration::from_secs(5);
 /// Pauses between attempts at a pull, an ack or a dead-letter publish that failed.
 const RETRY_PAUSES: [Duration; 5] = [
     Duration::from_millis(100),
@@ -128,21 +126,35 @@ async fn partition_loop<H: Handler>(
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut failures = 0usize;
+    // One long-lived pull subscription per partition: a pull of one message waits at the
+    // server, which hands the next message out only once this one is acknowledged.
+    let mut messages: Option<pull::Stream> = None;
     loop {
         if *stopped.borrow() {
             return;
         }
-        let pulled = tokio::select! {
-            _ = stopped.changed() => return,
-            pulled = pull_one(&consumer) => pulled,
+        let next = match messages.as_mut() {
+            Some(stream) => tokio::select! {
+                _ = stopped.changed() => return,
+                next = stream.next() => next.map(|n| n.map_err(|err| err.to_string())),
+            },
+            None => match consumer.stream().max_messages_per_batch(1).messages().await {
+                Ok(stream) => {
+                    messages = Some(stream);
+                    continue;
+                }
+                Err(err) => Some(Err(err.to_string())),
+            },
         };
-        match pulled {
-            Ok(Some(message)) => {
+        match next {
+            Some(Ok(message)) => {
                 failures = 0;
                 handle_one(&shared, partition, message).await;
             }
-            Ok(None) => failures = 0,
-            Err(err) => {
+            // The pull subscription ended (the connection went away): open a new one.
+            None => messages = None,
+            Some(Err(err)) => {
+                messages = None;
                 let pause = RETRY_PAUSES[failures.min(RETRY_PAUSES.len() - 1)];
                 failures += 1;
                 warn!(partition, error = %err, pause_ms = pause.as_millis() as u64, "pulling from the partition failed; pulling again");
@@ -152,22 +164,6 @@ async fn partition_loop<H: Handler>(
                 }
             }
         }
-    }
-}
-
-/// One message of the partition, or `None` when none came within [`PULL_EXPIRES`].
-async fn pull_one(consumer: &Consumer<pull::Config>) -> Result<Option<jetstream::Message>, String> {
-    let mut batch = consumer
-        .fetch()
-        .max_messages(1)
-        .expires(PULL_EXPIRES)
-        .messages()
-        .await
-        .map_err(|err| err.to_string())?;
-    match batch.next().await {
-        Some(Ok(message)) => Ok(Some(message)),
-        Some(Err(err)) => Err(err.to_string()),
-        None => Ok(None),
     }
 }
 

@@ -57,7 +57,7 @@ pub(crate) fn ingress_definition(config: &DeliveryConfig) -> stream::Config {
         subjects: config.subjects.iter().map(ToString::to_string).collect(),
         retention: RetentionPolicy::Limits,
         storage: storage(config),
-        num_replicas: config.replicas,
+        num_replicas: config.replicas.unwrap_or(1),
         duplicate_window: config.dedup_window,
         max_age: config.max_age,
         ..Default::default()
@@ -78,7 +78,7 @@ pub(crate) fn parts_definition(config: &DeliveryConfig) -> stream::Config {
         name: parts_stream(config),
         retention: RetentionPolicy::WorkQueue,
         storage: storage(config),
-        num_replicas: config.replicas,
+        num_replicas: config.replicas.unwrap_or(1),
         sources: Some(vec![Source {
             name: config.stream.clone(),
             subject_transforms,
@@ -94,7 +94,7 @@ pub(crate) fn dead_letter_definition(config: &DeliveryConfig) -> stream::Config 
         subjects: vec![config.dead_letter_subject.clone()],
         retention: RetentionPolicy::Limits,
         storage: StorageType::File,
-        num_replicas: config.replicas,
+        num_replicas: config.replicas.unwrap_or(1),
         max_age: DEAD_LETTER_MAX_AGE,
         ..Default::default()
     }
@@ -177,10 +177,17 @@ fn check_stream(existing: &stream::Config, wanted: &stream::Config) -> Result<bo
         || existing.max_age != wanted.max_age)
 }
 
-async fn ensure_stream(js: &Context, wanted: stream::Config) -> Result<stream::Stream, Error> {
+async fn ensure_stream(
+    js: &Context,
+    mut wanted: stream::Config,
+    replicas: Option<usize>,
+) -> Result<stream::Stream, Error> {
     let name = wanted.name.clone();
     match js.get_stream(&name).await {
         Ok(existing) => {
+            if replicas.is_none() {
+                wanted.num_replicas = existing.cached_info().config.num_replicas;
+            }
             if check_stream(&existing.cached_info().config, &wanted)? {
                 info!(stream = %name, "updating the stream's replicas, dedup window or age limit");
                 js.update_stream(&wanted)
@@ -214,9 +221,9 @@ pub(crate) struct Layout {
 /// Creates the three streams and every partition's consumer, or checks that the existing
 /// ones match. Safe to run from every provider instance at once.
 pub(crate) async fn ensure(js: &Context, config: &DeliveryConfig) -> Result<Layout, Error> {
-    ensure_stream(js, ingress_definition(config)).await?;
-    ensure_stream(js, dead_letter_definition(config)).await?;
-    let parts = ensure_stream(js, parts_definition(config)).await?;
+    ensure_stream(js, ingress_definition(config), config.replicas).await?;
+    ensure_stream(js, dead_letter_definition(config), config.replicas).await?;
+    let parts = ensure_stream(js, parts_definition(config), config.replicas).await?;
     for partition in 0..config.partitions {
         let wanted = consumer_definition(config, partition);
         let name = consumer_name(config, partition);

@@ -7,6 +7,7 @@
 //! and in [`layout`].
 
 mod config;
+mod core_nats;
 mod delivery;
 mod error;
 pub mod layout;
@@ -14,6 +15,7 @@ mod publish;
 mod subject;
 
 pub use config::*;
+pub use core_nats::CoreSubscriber;
 pub use delivery::{
     Delivery, Handler, Subscription, DEAD_LETTER_ATTEMPTS_HEADER, DEAD_LETTER_REASON_HEADER,
     DEAD_LETTER_SEQUENCE_HEADER, DEAD_LETTER_SUBJECT_HEADER, MAX_REASON_LEN, REPLY_TO_HEADER,

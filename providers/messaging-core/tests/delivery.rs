@@ -575,3 +575,30 @@ async fn publishes_outside_a_stream_go_out_on_core_nats() {
         .unwrap_err();
     assert!(err.to_string().contains("invalid subject"), "{err}");
 }
+
+#[tokio::test]
+async fn core_subscriptions_deliver_as_the_builtin_provider_does() {
+    let nats = NatsServer::start().unwrap();
+    let client = client(&nats).await;
+    let subscriptions = core_subscriptions(
+        &[(
+            CONFIG_SUBSCRIPTIONS.to_string(),
+            "svc.ask|workers".to_string(),
+        )]
+        .into_iter()
+        .collect(),
+    )
+    .unwrap();
+    let _subscriber = CoreSubscriber::start(
+        client.clone(),
+        subscriptions,
+        Arc::new(Replier(client.clone())),
+    )
+    .await
+    .unwrap();
+    let reply = tokio::time::timeout(WAIT, client.request("svc.ask", Bytes::from_static(b"q")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&reply.payload[..], b"summary of q");
+}

@@ -15,6 +15,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod device;
+
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use tokio::sync::Semaphore;
@@ -82,7 +84,7 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    fn of(mut samples: Vec<Duration>) -> Self {
+    pub fn of(mut samples: Vec<Duration>) -> Self {
         samples.sort_unstable();
         let at = |q: f64| {
             if samples.is_empty() {
@@ -246,7 +248,7 @@ async fn send(nats: &async_nats::Client, subject: String, body: String, tally: &
     for attempt in 1..=MAX_ATTEMPTS {
         let answer = tokio::time::timeout(
             ATTEMPT_TIMEOUT,
-            nats.request(subject.clone(), body.clone().into()),
+            device::request(nats, subject.clone(), body.clone().into()),
         )
         .await;
         let summary = match answer {
