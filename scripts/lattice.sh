@@ -251,8 +251,20 @@ sys.exit(not all(i["components"] or i["providers"] for i in json.load(sys.stdin)
 }
 
 deploy() {
-    say "wash app deploy $MANIFEST"
-    wash_ctl app deploy "$MANIFEST" | sed 's/^/    /'
+    # The readings' streams get a replica on three of the NATS servers, so that losing one
+    # loses no acknowledged reading. wadm.yaml leaves replicas to whoever creates the
+    # streams first, so a later deploy of wadm.yaml itself keeps them. Written next to
+    # wadm.yaml: wash resolves the file:// images against its folder.
+    local manifest="$repo/.lattice.$MANIFEST"
+    sed 's/^\( *\)dead_letter_subject: neongrid.dead-letter$/&\n\1replicas: "3"/' "$MANIFEST" >"$manifest"
+    if ! grep -q 'replicas: "3"' "$manifest"; then
+        rm -f "$manifest"
+        echo "error: $MANIFEST has no dead_letter_subject line to add the stream replicas after" >&2
+        return 1
+    fi
+    say "wash app deploy $MANIFEST (stream replicas: 3)"
+    wash_ctl app deploy "$manifest" | sed 's/^/    /'
+    rm -f "$manifest"
     wait_until "$APP to be Deployed" 180 deployed
     wait_until "every host to run its share of $APP" 90 all_hosts_busy
 }

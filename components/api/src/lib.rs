@@ -8,7 +8,7 @@
 use ingest_domain::api::{
     device_detail, history, list_devices, parse_reply, post_outcome, KeyPage, Reader,
 };
-use ingest_domain::subject::INGEST_SUBJECT;
+use ingest_domain::subject::post_subject;
 use ingest_domain::Target;
 use serde::Serialize;
 use telemetry_domain::{read_body, route, ApiError, Health, Route, StoreError};
@@ -83,16 +83,15 @@ fn respond(request: IncomingRequest) -> Result<Answer, ApiError> {
     Ok(Answer::Json(json))
 }
 
-/// Sends a posted body to ingest as a NATS request, the way a device would,
-/// and returns ingest's summary. Ingest parses and judges it; the API only
-/// bounds its size.
+/// Sends a posted body to ingest as a request, the way a device would, and
+/// returns ingest's summary: on the device's own subject when the body names one
+/// device, so that the JetStream provider stores it and hands it to ingest in
+/// that device's order. Ingest parses and judges it; the API only bounds its
+/// size.
 fn send_to_ingest(body: Vec<u8>) -> Result<ingest_domain::Summary, ApiError> {
-    let reply = consumer::request(INGEST_SUBJECT, &body, INGEST_TIMEOUT_MS).map_err(|detail| {
-        ApiError::IngestUnavailable {
-            subject: INGEST_SUBJECT.to_owned(),
-            detail,
-        }
-    })?;
+    let subject = post_subject(&body);
+    let reply = consumer::request(&subject, &body, INGEST_TIMEOUT_MS)
+        .map_err(|detail| ApiError::IngestUnavailable { subject, detail })?;
     parse_reply(&reply.body)
 }
 

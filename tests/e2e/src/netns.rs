@@ -60,7 +60,7 @@ const PROVIDERS: [&str; 2] = ["keyvalue-redis.par.gz", "keyvalue-postgres.par.gz
 /// goes down again when the returned guard is dropped.
 pub fn up() -> Result<Down> {
     require_root()?;
-    for artifact in crate::pipeline::COMPONENTS.iter().chain(&PROVIDERS) {
+    for artifact in crate::pipeline::COMMON_ARTIFACTS.iter().chain(&PROVIDERS) {
         crate::build_artifact(artifact)?;
     }
     let down = Down;

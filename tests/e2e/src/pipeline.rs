@@ -12,6 +12,7 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use futures::StreamExt;
 use ingest_domain::api::{DeviceDetail, DeviceList, History};
 use ingest_domain::Summary;
+use neongrid_loadgen::device;
 use serde_json::{json, Value};
 use tokio::time::timeout;
 
@@ -19,7 +20,7 @@ use crate::manifest::Manifest;
 use crate::{build_artifact, free_port, http, repo_root, trace, wait_for, Lattice};
 
 pub const DEPLOY_TIMEOUT: Duration = Duration::from_secs(180);
-/// How long the builtin messaging provider may take to subscribe after Deployed.
+/// How long the messaging provider may take to subscribe after Deployed.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(90);
 /// One message's round trip: ingest, the validator and a dozen key-value calls.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -30,8 +31,14 @@ const BURST_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub const TS: &str = "2026-11-20T10:00:00Z";
 
-/// The artifacts every pipeline manifest deploys, besides its key-value providers.
-pub const COMPONENTS: &[&str] = &["ingest.wasm", "validator.wasm", "api.wasm"];
+/// The artifacts every pipeline manifest deploys (components and the messaging provider),
+/// besides its key-value providers.
+pub const COMMON_ARTIFACTS: &[&str] = &[
+    "ingest.wasm",
+    "validator.wasm",
+    "api.wasm",
+    "messaging-jetstream.par.gz",
+];
 
 /// A deployed pipeline: where its API listens and its NATS server.
 pub struct Pipeline {
@@ -62,7 +69,7 @@ pub fn deploy(
     providers: &[&str],
     adapt: impl FnOnce(&mut Manifest) -> Result<()>,
 ) -> Result<Pipeline> {
-    for artifact in COMPONENTS.iter().chain(providers) {
+    for artifact in COMMON_ARTIFACTS.iter().chain(providers) {
         build_artifact(artifact)?;
     }
     let http_port = free_port()?;
@@ -128,7 +135,11 @@ async fn wait_for_ingest(nats_url: &str) -> Result<()> {
         let body = reading(&format!("w-{attempt}"), "warmup-1", "temperature_c", 20.0);
         let answer = timeout(
             Duration::from_secs(3),
-            nats.request("neongrid.readings.warmup-1", body.to_string().into()),
+            device::request(
+                &nats,
+                "neongrid.readings.warmup-1".into(),
+                body.to_string().into(),
+            ),
         )
         .await;
         match answer {
@@ -165,7 +176,7 @@ async fn request_bytes(
 ) -> Result<Summary> {
     let reply = timeout(
         REPLY_TIMEOUT,
-        nats.request(subject.to_owned(), payload.into()),
+        device::request(nats, subject.to_owned(), payload.into()),
     )
     .await
     .map_err(|_| anyhow!("no reply on {subject} within {REPLY_TIMEOUT:?}"))??;
@@ -572,7 +583,7 @@ async fn burst(pipeline: &Pipeline) -> Result<()> {
             let body = reading(&format!("b-{i}"), &device, "temperature_c", value).to_string();
             let reply = timeout(
                 BURST_TIMEOUT,
-                nats.request(format!("neongrid.readings.{device}"), body.into()),
+                device::request(&nats, format!("neongrid.readings.{device}"), body.into()),
             )
             .await;
             match reply {
@@ -796,7 +807,7 @@ pub async fn publish_until(
             attempt += 1;
             let answer = timeout(
                 ATTEMPT_TIMEOUT,
-                nats.request(subject.clone(), body.clone().into()),
+                device::request(&nats, subject.clone(), body.clone().into()),
             )
             .await;
             let why = match answer {

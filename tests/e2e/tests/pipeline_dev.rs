@@ -50,7 +50,25 @@ fn run(lattice: &Lattice) -> Result<()> {
     );
 
     pipeline::exercise(lattice, &pipeline)?;
+    readings_went_through_the_stream(&pipeline)?;
     dashboard(&pipeline)
+}
+
+/// The JetStream provider fed ingest: every reading the checks sent was stored in the
+/// stream, and none is left unacknowledged.
+fn readings_went_through_the_stream(pipeline: &pipeline::Pipeline) -> Result<()> {
+    let rt = pipeline::runtime()?;
+    let js = async_nats::jetstream::new(rt.block_on(pipeline::connect(&pipeline.nats_url))?);
+    let mut stream = rt.block_on(js.get_stream("NEONGRID_READINGS"))?;
+    let stored = rt.block_on(stream.info())?.state.messages;
+    ensure!(stored > 1000, "the stream holds only {stored} messages");
+    let mut parts = rt.block_on(js.get_stream("NEONGRID_READINGS_PARTS"))?;
+    let left = rt.block_on(parts.info())?.state.messages;
+    ensure!(left == 0, "{left} messages are still waiting for ingest");
+    trace(&format!(
+        "{stored} messages went through the stream, none left"
+    ));
+    Ok(())
 }
 
 /// The dashboard in headless Chromium shows what the API says.
