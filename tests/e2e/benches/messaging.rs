@@ -96,10 +96,13 @@ fn bench(lattice: &Lattice) -> Result<()> {
             &format!("{} to answer", p.name()),
             Duration::from_secs(90),
             || {
-                let answer = rt.block_on(tokio::time::timeout(
-                    Duration::from_secs(5),
-                    device::request(&nc, p.subject(0), Bytes::from_static(b"noop")),
-                ));
+                let answer = rt.block_on(async {
+                    tokio::time::timeout(
+                        Duration::from_secs(5),
+                        device::request(&nc, p.subject(0), Bytes::from_static(b"noop")),
+                    )
+                    .await
+                });
                 Ok(matches!(answer, Ok(Ok(_))).then_some(()))
             },
         )?;
