@@ -196,7 +196,16 @@ async fn handle_one<H: Handler>(shared: &Shared<H>, partition: u32, message: jet
             "{max_deliver} attempts made; the last did not finish (its provider stopped or lost \
              its NATS connection while the handler ran)"
         );
-        dead_letter(shared, &message, &subject, sequence, attempt - 1, &reason).await;
+        dead_letter(
+            shared,
+            &message,
+            partition,
+            &subject,
+            sequence,
+            attempt - 1,
+            &reason,
+        )
+        .await;
         return;
     }
     let delivery = Delivery {
@@ -214,7 +223,10 @@ async fn handle_one<H: Handler>(shared: &Shared<H>, partition: u32, message: jet
             acknowledge(&message, AckKind::Ack, partition, sequence).await;
         }
         Err(reason) if attempt >= max_deliver => {
-            dead_letter(shared, &message, &subject, sequence, attempt, &reason).await;
+            dead_letter(
+                shared, &message, partition, &subject, sequence, attempt, &reason,
+            )
+            .await;
         }
         Err(reason) => {
             let delay = config.backoff_after(attempt);
@@ -299,6 +311,7 @@ fn header_value(text: &str) -> String {
 async fn dead_letter<H: Handler>(
     shared: &Shared<H>,
     message: &jetstream::Message,
+    partition: u32,
     subject: &str,
     sequence: u64,
     attempts: u64,
@@ -338,12 +351,12 @@ async fn dead_letter<H: Handler>(
                 reason = %header_value(reason),
                 "message dead-lettered after its last attempt"
             );
-            acknowledge(message, AckKind::Term, 0, sequence).await;
+            acknowledge(message, AckKind::Term, partition, sequence).await;
         }
         Err(err) => {
             let delay = config.backoff_after(attempts);
             error!(subject, sequence, error = %err, "storing the dead letter failed; the message stays and comes back after the backoff");
-            acknowledge(message, AckKind::Nak(Some(delay)), 0, sequence).await;
+            acknowledge(message, AckKind::Nak(Some(delay)), partition, sequence).await;
         }
     }
 }

@@ -30,7 +30,7 @@ pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// Connects to the first NATS server of `uris` that answers; the client reconnects by
 /// itself afterwards.
 pub async fn connect(uris: &[String], name: &str) -> Result<async_nats::Client, Error> {
-    let joined = uris.join(",");
+    let joined = redacted(uris);
     let options = async_nats::ConnectOptions::new()
         .name(name)
         .connection_timeout(CONNECT_TIMEOUT);
@@ -45,5 +45,48 @@ pub async fn connect(uris: &[String], name: &str) -> Result<async_nats::Client, 
             uris: joined,
             reason: format!("no server answered within {} s", CONNECT_TIMEOUT.as_secs()),
         }),
+    }
+}
+
+/// `uris` for a message or a log line: comma-joined, with any credentials a URL carries
+/// (`nats://user:password@host`, `nats://token@host`) replaced by `***`.
+pub fn redacted(uris: &[String]) -> String {
+    uris.iter()
+        .map(|uri| {
+            let (scheme, rest) = uri.split_once("://").unwrap_or(("", uri));
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => {
+                    let host = &rest[at + 1..];
+                    if scheme.is_empty() {
+                        format!("***@{host}")
+                    } else {
+                        format!("{scheme}://***@{host}")
+                    }
+                }
+                None => uri.clone(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_urls_never_reach_a_message() {
+        let uris = [
+            "nats://alice:s3cret@10.0.0.1:4222".to_string(),
+            "nats://tok3n@nats.example:4222/x".to_string(),
+            "127.0.0.1:4222".to_string(),
+        ];
+        let text = redacted(&uris);
+        assert_eq!(
+            text,
+            "nats://***@10.0.0.1:4222,nats://***@nats.example:4222/x,127.0.0.1:4222"
+        );
+        assert!(!text.contains("s3cret") && !text.contains("tok3n"));
     }
 }

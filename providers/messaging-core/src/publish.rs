@@ -1,12 +1,16 @@
 //! Publish and request for components: into a stream when a durable subscription captures
 //! the subject, on core NATS otherwise.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use async_nats::jetstream;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures::StreamExt;
+use tokio::sync::oneshot;
 
 use crate::delivery::REPLY_TO_HEADER;
 use crate::error::Error;
@@ -42,6 +46,69 @@ pub enum Published {
 pub struct Publisher {
     client: async_nats::Client,
     js: jetstream::Context,
+    /// Made on the first request into a stream, then shared by all of them.
+    replies: Arc<tokio::sync::OnceCell<Arc<Replies>>>,
+}
+
+/// Replies to requests into a stream: one wildcard subscription, `<inbox>.*`, routed to
+/// the waiting request by its token, so that a request costs no subscription of its own
+/// (a SUB and an UNSUB per call, which nats-server must insert, remove and, on a cluster,
+/// send over its routes).
+struct Replies {
+    prefix: String,
+    next: AtomicU64,
+    waiting: Mutex<HashMap<u64, oneshot::Sender<async_nats::Message>>>,
+}
+
+impl Replies {
+    fn waiting(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<async_nats::Message>>> {
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn start(client: &async_nats::Client) -> Result<Arc<Self>, Error> {
+        let prefix = client.new_inbox();
+        let mut subscription = client
+            .subscribe(format!("{prefix}.*"))
+            .await
+            .map_err(|err| Error::nats("subscribe", &prefix, err))?;
+        let replies = Arc::new(Self {
+            prefix,
+            next: AtomicU64::new(0),
+            waiting: Mutex::default(),
+        });
+        // Weak: the routing ends (and unsubscribes) once no publisher holds the replies.
+        let routing: Weak<Self> = Arc::downgrade(&replies);
+        tokio::spawn(async move {
+            while let Some(message) = subscription.next().await {
+                let Some(replies) = routing.upgrade() else {
+                    return;
+                };
+                let token = message
+                    .subject
+                    .rsplit('.')
+                    .next()
+                    .and_then(|t| t.parse().ok());
+                if let Some(waiter) = token.and_then(|t| replies.waiting().remove(&t)) {
+                    let _ = waiter.send(message);
+                }
+            }
+        });
+        Ok(replies)
+    }
+}
+
+/// Forgets a request's token when the request ends, answered or not.
+struct Waiting<'a> {
+    replies: &'a Replies,
+    token: u64,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.replies.waiting().remove(&self.token);
+    }
 }
 
 fn check_subject(subject: &str) -> Result<(), Error> {
@@ -58,7 +125,11 @@ impl Publisher {
     pub fn new(client: async_nats::Client) -> Self {
         let mut js = jetstream::new(client.clone());
         js.set_timeout(STORE_ACK_TIMEOUT);
-        Self { client, js }
+        Self {
+            client,
+            js,
+            replies: Arc::default(),
+        }
     }
 
     /// Publishes `body` on `subject`. When `durable` (a stream captures the subject), it is
@@ -131,19 +202,21 @@ impl Publisher {
                 body: reply.payload,
             });
         }
-        let inbox = self.client.new_inbox();
-        // Subscribed before the publish, so that a fast reply cannot arrive unheard.
-        let mut replies = self
-            .client
-            .subscribe(inbox.clone())
-            .await
-            .map_err(|err| Error::nats("subscribe", &inbox, err))?;
+        let replies = self
+            .replies
+            .get_or_try_init(|| Replies::start(&self.client))
+            .await?;
+        let token = replies.next.fetch_add(1, Ordering::Relaxed);
+        let (waiter, answer) = oneshot::channel();
+        // Registered before the publish, so that a fast reply cannot arrive unheard.
+        replies.waiting().insert(token, waiter);
+        let _forget = Waiting { replies, token };
+        let inbox = format!("{}.{token}", replies.prefix);
         let exchange = async {
             self.publish(subject, body, Some(&inbox), true).await?;
-            replies
-                .next()
+            answer
                 .await
-                .ok_or_else(|| Error::nats("request", subject, "the reply subscription closed"))
+                .map_err(|_| Error::nats("request", subject, "the reply subscription closed"))
         };
         let reply = tokio::time::timeout(timeout, exchange)
             .await

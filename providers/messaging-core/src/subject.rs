@@ -77,16 +77,22 @@ impl SubjectPattern {
         })
     }
 
-    /// Whether `subject` (a literal subject) falls under this pattern.
+    /// Whether `subject` (a literal subject) falls under this pattern. Runs on every
+    /// component publish, so it walks the tokens without allocating.
     pub fn matches(&self, subject: &str) -> bool {
-        let tokens: Vec<&str> = subject.split('.').collect();
-        let rest = tokens.len().checked_sub(self.prefix.len());
-        let fits = match (self.tail, rest) {
-            (Tail::One, Some(1)) => true,
-            (Tail::Many, Some(rest)) => rest >= 1,
-            _ => false,
-        };
-        fits && tokens.iter().zip(&self.prefix).all(|(t, p)| t == p)
+        let mut tokens = subject.split('.');
+        if !self
+            .prefix
+            .iter()
+            .all(|p| tokens.next() == Some(p.as_str()))
+        {
+            return false;
+        }
+        let rest = tokens.count();
+        match self.tail {
+            Tail::One => rest == 1,
+            Tail::Many => rest >= 1,
+        }
     }
 
     /// The transforms that file a captured subject under its partition: one per shape

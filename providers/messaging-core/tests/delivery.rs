@@ -38,6 +38,17 @@ fn config(stream: &str, extra: &[(&str, &str)]) -> DeliveryConfig {
     DeliveryConfig::from_map(&values).expect("test config is valid")
 }
 
+/// A durable subscription on `client`'s connection, as one provider instance runs it.
+async fn start<H: Handler>(
+    client: &async_nats::Client,
+    config: DeliveryConfig,
+    handler: H,
+) -> Subscription {
+    Subscription::start(jetstream::new(client.clone()), config, handler)
+        .await
+        .expect("the subscription starts")
+}
+
 async fn client(nats: &NatsServer) -> async_nats::Client {
     connect(&[nats.url()], "messaging-core-test")
         .await
@@ -101,13 +112,7 @@ async fn a_handler_that_fails_twice_is_acknowledged_once_after_the_third_attempt
         failures: 2,
         ..Default::default()
     };
-    let sub = Subscription::start(
-        jetstream::new(client.clone()),
-        config.clone(),
-        handler.clone(),
-    )
-    .await
-    .unwrap();
+    let sub = start(&client, config.clone(), handler.clone()).await;
     let publisher = Publisher::new(client.clone());
     let receipt = publisher
         .publish("acks.in.dev-1", Bytes::from_static(b"reading"), None, true)
@@ -140,13 +145,7 @@ async fn a_message_that_always_fails_is_dead_lettered_with_its_reason_and_bytes(
         failures: u64::MAX,
         ..Default::default()
     };
-    let sub = Subscription::start(
-        jetstream::new(client.clone()),
-        config.clone(),
-        handler.clone(),
-    )
-    .await
-    .unwrap();
+    let sub = start(&client, config.clone(), handler.clone()).await;
     let body = Bytes::from_static(b"\x00\xffnot json");
     Publisher::new(client.clone())
         .publish("dl.in.dev-9.sub", body.clone(), None, true)
@@ -207,20 +206,8 @@ async fn a_slow_live_handler_is_never_delivered_to_twice() {
         attempts: Arc::default(),
         hold: config.ack_wait * 7 / 2,
     };
-    let first = Subscription::start(
-        jetstream::new(client.clone()),
-        config.clone(),
-        handler.clone(),
-    )
-    .await
-    .unwrap();
-    let second = Subscription::start(
-        jetstream::new(client.clone()),
-        config.clone(),
-        handler.clone(),
-    )
-    .await
-    .unwrap();
+    let first = start(&client, config.clone(), handler.clone()).await;
+    let second = start(&client, config.clone(), handler.clone()).await;
     Publisher::new(client.clone())
         .publish("slow.in.d", Bytes::from_static(b"x"), None, true)
         .await
@@ -244,13 +231,7 @@ async fn a_subscriber_that_dies_mid_handling_leaves_the_message_to_another() {
         attempts: Arc::default(),
         hold: Duration::from_secs(3600),
     };
-    let dying = Subscription::start(
-        jetstream::new(client.clone()),
-        config.clone(),
-        handler.clone(),
-    )
-    .await
-    .unwrap();
+    let dying = start(&client, config.clone(), handler.clone()).await;
     Publisher::new(client.clone())
         .publish("dies.in.d", Bytes::from_static(b"x"), None, true)
         .await
@@ -262,13 +243,7 @@ async fn a_subscriber_that_dies_mid_handling_leaves_the_message_to_another() {
     // Dropped, not stopped: its loops end where they are, as in a killed process.
     drop(dying);
     let other_client = connect(&[nats.url()], "other").await.unwrap();
-    let survivor = Subscription::start(
-        jetstream::new(other_client),
-        config.clone(),
-        handler.clone(),
-    )
-    .await
-    .unwrap();
+    let survivor = start(&other_client, config.clone(), handler.clone()).await;
     eventually("the second attempt", || {
         handler.attempts.lock().unwrap().len() == 2
     })
@@ -339,11 +314,7 @@ async fn each_key_is_handled_one_at_a_time_in_order_across_two_subscribers() {
     let mut subs = Vec::new();
     for name in ["host-a", "host-b"] {
         let client = connect(&[nats.url()], name).await.unwrap();
-        subs.push(
-            Subscription::start(jetstream::new(client), config.clone(), checker.clone())
-                .await
-                .unwrap(),
-        );
+        subs.push(start(&client, config.clone(), checker.clone()).await);
     }
     // Each key's messages come from one connection in sequence (awaiting each receipt),
     // so their stream order is 0, 1, 2, ...; the connections run concurrently.
@@ -397,13 +368,7 @@ async fn a_repeated_msg_id_is_stored_and_handled_once() {
     let client = client(&nats).await;
     let config = config("DEDUP", &[]);
     let handler = Recorder::default();
-    let sub = Subscription::start(
-        jetstream::new(client.clone()),
-        config.clone(),
-        handler.clone(),
-    )
-    .await
-    .unwrap();
+    let sub = start(&client, config.clone(), handler.clone()).await;
     let js = jetstream::new(client.clone());
     let mut duplicates = Vec::new();
     for _ in 0..2 {
@@ -444,14 +409,9 @@ async fn a_request_into_the_stream_gets_the_handlers_reply() {
     let nats = NatsServer::start().unwrap();
     let client = client(&nats).await;
     let config = config("REQ", &[]);
-    let sub = Subscription::start(
-        jetstream::new(client.clone()),
-        config,
-        Replier(client.clone()),
-    )
-    .await
-    .unwrap();
-    let reply = Publisher::new(client)
+    let sub = start(&client, config, Replier(client.clone())).await;
+    let publisher = Publisher::new(client);
+    let reply = publisher
         .request(
             "req.in.d",
             Bytes::from_static(b"m1"),
@@ -461,6 +421,23 @@ async fn a_request_into_the_stream_gets_the_handlers_reply() {
         .await
         .unwrap();
     assert_eq!(&reply.body[..], b"summary of m1");
+    // Many at once, sharing one reply subscription: each gets its own answer.
+    let answers = futures::future::join_all((0..50).map(|n| {
+        let publisher = publisher.clone();
+        async move {
+            let body = Bytes::from(format!("m{n}"));
+            let subject = format!("req.in.k{}", n % 7);
+            let reply = publisher
+                .request(&subject, body, Duration::from_secs(30), true)
+                .await
+                .unwrap();
+            (n, String::from_utf8(reply.body.to_vec()).unwrap())
+        }
+    }))
+    .await;
+    for (n, answer) in answers {
+        assert_eq!(answer, format!("summary of m{n}"));
+    }
     sub.stop().await;
 }
 
@@ -522,15 +499,10 @@ async fn what_was_stored_survives_a_nats_restart() {
     {
         let client = client(&nats).await;
         // The layout exists, no subscriber runs: the message waits in the stream.
-        Subscription::start(
-            jetstream::new(client.clone()),
-            config.clone(),
-            Recorder::default(),
-        )
-        .await
-        .unwrap()
-        .stop()
-        .await;
+        start(&client, config.clone(), Recorder::default())
+            .await
+            .stop()
+            .await;
         let receipt = Publisher::new(client)
             .publish("restart.in.d", Bytes::from_static(b"kept"), None, true)
             .await
@@ -541,9 +513,7 @@ async fn what_was_stored_survives_a_nats_restart() {
     nats.start_again().unwrap();
     let client = client(&nats).await;
     let handler = Recorder::default();
-    let sub = Subscription::start(jetstream::new(client), config, handler.clone())
-        .await
-        .unwrap();
+    let sub = start(&client, config, handler.clone()).await;
     eventually("the stored message", || !handler.seen().is_empty()).await;
     assert_eq!(&handler.seen()[0].body[..], b"kept");
     sub.stop().await;

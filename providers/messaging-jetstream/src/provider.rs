@@ -292,46 +292,6 @@ impl JetStreamProvider {
             previous.stop.send_replace(true);
         }
     }
-
-    async fn publish(&self, cx: Option<Context>, message: BrokerMessage) -> Result<(), String> {
-        let publisher = self.publisher_for(&LinkKey::of_invocation(&cx)).await?;
-        let durable = self.durable(&message.subject);
-        publisher
-            .publish(
-                &message.subject,
-                message.body,
-                message.reply_to.as_deref(),
-                durable,
-            )
-            .await
-            .map(|_| ())
-            .map_err(|err| err.to_string())
-    }
-
-    async fn request(
-        &self,
-        cx: Option<Context>,
-        subject: String,
-        body: Bytes,
-        timeout_ms: u32,
-    ) -> Result<BrokerMessage, String> {
-        let publisher = self.publisher_for(&LinkKey::of_invocation(&cx)).await?;
-        let durable = self.durable(&subject);
-        let reply = publisher
-            .request(
-                &subject,
-                body,
-                Duration::from_millis(timeout_ms.into()),
-                durable,
-            )
-            .await
-            .map_err(|err| err.to_string())?;
-        Ok(BrokerMessage {
-            subject: reply.subject,
-            body: reply.body,
-            reply_to: None,
-        })
-    }
 }
 
 impl Provider for JetStreamProvider {
@@ -409,7 +369,7 @@ impl Provider for JetStreamProvider {
             .filter(|(_, client)| {
                 client.connection_state() != async_nats::connection::State::Connected
             })
-            .map(|(uris, _)| uris.join(","))
+            .map(|(uris, _)| messaging_core::redacted(uris))
             .collect();
         Ok(if down.is_empty() {
             HealthCheckResponse {
@@ -486,10 +446,24 @@ impl consumer::Handler<Option<Context>> for JetStreamProvider {
     async fn publish(
         &self,
         cx: Option<Context>,
-        msg: BrokerMessage,
+        message: BrokerMessage,
     ) -> anyhow::Result<Result<(), String>> {
         propagate_trace_for_ctx!(cx);
-        Ok(JetStreamProvider::publish(self, cx, msg).await)
+        Ok(async {
+            let publisher = self.publisher_for(&LinkKey::of_invocation(&cx)).await?;
+            let durable = self.durable(&message.subject);
+            publisher
+                .publish(
+                    &message.subject,
+                    message.body,
+                    message.reply_to.as_deref(),
+                    durable,
+                )
+                .await
+                .map(|_| ())
+                .map_err(|err| err.to_string())
+        }
+        .await)
     }
 
     async fn request(
@@ -500,6 +474,24 @@ impl consumer::Handler<Option<Context>> for JetStreamProvider {
         timeout_ms: u32,
     ) -> anyhow::Result<Result<BrokerMessage, String>> {
         propagate_trace_for_ctx!(cx);
-        Ok(JetStreamProvider::request(self, cx, subject, body, timeout_ms).await)
+        Ok(async {
+            let publisher = self.publisher_for(&LinkKey::of_invocation(&cx)).await?;
+            let durable = self.durable(&subject);
+            let reply = publisher
+                .request(
+                    &subject,
+                    body,
+                    Duration::from_millis(timeout_ms.into()),
+                    durable,
+                )
+                .await
+                .map_err(|err| err.to_string())?;
+            Ok(BrokerMessage {
+                subject: reply.subject,
+                body: reply.body,
+                reply_to: None,
+            })
+        }
+        .await)
     }
 }

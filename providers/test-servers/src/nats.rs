@@ -23,8 +23,6 @@ const INSTALL_HINT: &str = "run scripts/setup.sh, which installs nats-server fro
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a server may take to flush JetStream and exit when asked to.
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
-/// Attempts at finding a port nobody else grabs first.
-const PORT_ATTEMPTS: usize = 5;
 const LOG_FILE: &str = "nats.log";
 /// What nats-server logs once JetStream and the client listener are up.
 const READY_LINE: &str = "Server is ready";
@@ -58,16 +56,11 @@ impl NatsServer {
             child: None,
             dir,
         };
-        let mut last_error = None;
-        for _ in 0..PORT_ATTEMPTS {
-            server.port = process::free_port()?;
-            match server.launch_process() {
-                Ok(()) => return Ok(server),
-                // Most likely someone took the port between our probe and the server's bind.
-                Err(err) => last_error = Some(err),
-            }
-        }
-        Err(last_error.expect("at least one attempt"))
+        process::launch_on_free_port(|port| {
+            server.port = port;
+            server.launch_process()
+        })?;
+        Ok(server)
     }
 
     /// The server's TCP port on 127.0.0.1.

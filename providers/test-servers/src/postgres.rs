@@ -25,7 +25,6 @@ const DATABASE: &str = "postgres";
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a fast shutdown may take before the server is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
-const PORT_ATTEMPTS: usize = 5;
 const LOG_FILE: &str = "postgres.log";
 
 /// A Postgres cluster made with `initdb` in a temporary directory, served on a free loopback
@@ -66,16 +65,11 @@ impl PostgresServer {
             root,
         };
         server.init_cluster()?;
-        let mut last_error = None;
-        for _ in 0..PORT_ATTEMPTS {
-            server.port = process::free_port()?;
-            match server.launch_process() {
-                Ok(()) => return Ok(server),
-                // Most likely someone took the port between our probe and the server's bind.
-                Err(err) => last_error = Some(err),
-            }
-        }
-        Err(last_error.expect("at least one attempt"))
+        process::launch_on_free_port(|port| {
+            server.port = port;
+            server.launch_process()
+        })?;
+        Ok(server)
     }
 
     /// The server's TCP port on 127.0.0.1.

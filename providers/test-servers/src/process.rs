@@ -75,6 +75,25 @@ fn lookup_user(user: &str) -> TestServerResult<Option<RunAs>> {
     }))
 }
 
+/// Attempts at finding a port nobody else grabs first.
+const PORT_ATTEMPTS: usize = 5;
+
+/// Runs `launch` with a fresh free port until a launch succeeds, at most
+/// [`PORT_ATTEMPTS`] times: a failed launch most likely lost its port to someone who
+/// bound it between our probe and the server's bind. Returns the last error.
+pub(crate) fn launch_on_free_port(
+    mut launch: impl FnMut(u16) -> TestServerResult<()>,
+) -> TestServerResult<()> {
+    let mut last_error = None;
+    for _ in 0..PORT_ATTEMPTS {
+        match launch(free_port()?) {
+            Ok(()) => return Ok(()),
+            Err(err) => last_error = Some(err),
+        }
+    }
+    Err(last_error.expect("at least one attempt"))
+}
+
 /// A loopback port nobody listens on right now. Another process may take it before the
 /// server binds it; callers retry with a new port when the server then fails to start.
 pub(crate) fn free_port() -> TestServerResult<u16> {

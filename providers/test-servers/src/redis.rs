@@ -17,8 +17,6 @@ const INSTALL_HINT: &str = "install it with `apt-get install redis-server` (scri
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a server may take to save and exit when asked to.
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
-/// Attempts at finding a port nobody else grabs first.
-const PORT_ATTEMPTS: usize = 5;
 const RDB_FILE: &str = "dump.rdb";
 const LOG_FILE: &str = "redis.log";
 
@@ -56,16 +54,11 @@ impl RedisServer {
             child: None,
             dir,
         };
-        let mut last_error = None;
-        for _ in 0..PORT_ATTEMPTS {
-            server.port = process::free_port()?;
-            match server.launch_process() {
-                Ok(()) => return Ok(server),
-                // Most likely someone took the port between our probe and the server's bind.
-                Err(err) => last_error = Some(err),
-            }
-        }
-        Err(last_error.expect("at least one attempt"))
+        process::launch_on_free_port(|port| {
+            server.port = port;
+            server.launch_process()
+        })?;
+        Ok(server)
     }
 
     /// The server's TCP port on 127.0.0.1.
