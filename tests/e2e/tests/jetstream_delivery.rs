@@ -151,12 +151,14 @@ fn run(lattice: &Lattice) -> Result<()> {
             Ok((total >= expected).then_some(()))
         },
     )?;
-    check_order(&rt, &nc, "o", KEYS, PER_KEY)?;
+    let repeats = check_order(&rt, &nc, lattice, "o", KEYS, PER_KEY)?;
     ensure!(
         rt.block_on(query(&nc, "violations"))? == "0",
         "two deliveries of one key at once"
     );
-    trace(&format!("{KEYS} keys x {PER_KEY}: in order, one at a time"));
+    trace(&format!(
+        "{KEYS} keys x {PER_KEY}: in order, one at a time; {repeats} redelivered after a lost answer"
+    ));
 
     // 5. The provider killed in the middle of a backlog.
     let total_before: usize = rt.block_on(query(&nc, "total"))?.parse()?;
@@ -257,25 +259,38 @@ async fn publish_keys(
     Ok(())
 }
 
+/// Each key's messages in stream order. A message handled twice in a row is a redelivery
+/// (at least once: a handler whose answer never reached the provider is called again);
+/// each such repeat must match a redelivery the provider logged. Returns the repeats.
 fn check_order(
     rt: &tokio::runtime::Runtime,
     nc: &async_nats::Client,
+    lattice: &Lattice,
     prefix: &str,
     keys: usize,
     per_key: usize,
-) -> Result<()> {
-    let expected: String = (0..per_key)
-        .map(|n| n.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
+) -> Result<usize> {
+    let mut repeats = 0;
     for key in 0..keys {
         let order = rt.block_on(query(nc, &format!("order {prefix}{key}")))?;
+        let seen: Vec<usize> = order.split(',').map(str::parse).collect::<Result<_, _>>()?;
+        let mut deduped = seen.clone();
+        deduped.dedup();
         ensure!(
-            order == expected,
+            deduped == (0..per_key).collect::<Vec<_>>(),
             "{prefix}{key} was handled in the order {order}"
         );
+        repeats += seen.len() - deduped.len();
     }
-    Ok(())
+    let redeliveries = lattice
+        .log("wasmcloud.log")
+        .matches("handler failed; delivering again after the backoff")
+        .count();
+    ensure!(
+        repeats <= redeliveries,
+        "{repeats} messages were handled twice, but the provider logged only {redeliveries} redeliveries"
+    );
+    Ok(repeats)
 }
 
 /// Asks the probe over core NATS.
