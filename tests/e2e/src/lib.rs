@@ -21,6 +21,7 @@ pub mod kv;
 pub mod manifest;
 pub mod netns;
 pub mod pipeline;
+pub mod probe;
 
 /// Every process of a lattice inherits this variable, which is how [`Lattice::processes`]
 /// finds them, whichever of wash, the host or a provider started them.

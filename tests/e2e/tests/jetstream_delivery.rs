@@ -21,28 +21,24 @@ use bytes::Bytes;
 use futures::StreamExt;
 use neongrid_e2e::manifest::Manifest;
 use neongrid_e2e::pipeline::{connect, runtime};
+use neongrid_e2e::probe::{
+    check_order, complete_keys, count, publish, publish_keys, query, redeliveries, APP, ARTIFACTS,
+    STREAM, TEMPLATE,
+};
 use neongrid_e2e::{build_artifact, repo_root, trace, wait_for, Lattice};
 
-const APP: &str = "messaging-probe";
-const TEMPLATE: &str = "tests/e2e/manifests/messaging-probe.yaml";
-const STREAM: &str = "PROBE";
 /// As the template's handler link sets them.
 const ACK_WAIT: Duration = Duration::from_secs(2);
 const MAX_DELIVER: u64 = 3;
 const KEYS: usize = 64;
 const PER_KEY: usize = 200;
-const PUBLISHERS: usize = 4;
 /// The backlog the provider is killed in the middle of.
 const KILL_KEYS: usize = 16;
 const KILL_PER_KEY: usize = 40;
 
 #[test]
 fn jetstream_provider_acks_after_success_dead_letters_orders_and_survives_a_kill() -> Result<()> {
-    for artifact in [
-        "messaging-probe.wasm",
-        "keyvalue-memory.par.gz",
-        "messaging-jetstream.par.gz",
-    ] {
+    for artifact in ARTIFACTS {
         build_artifact(artifact)?;
     }
     Lattice::run_test(&[], run)
@@ -140,18 +136,17 @@ fn run(lattice: &Lattice) -> Result<()> {
     trace("reply through Neongrid-Reply-To");
 
     // 4. Ordering under concurrent publishers.
-    let total_before: usize = rt.block_on(query(&nc, "total"))?.parse()?;
-    rt.block_on(publish_keys(&nats_url, "o", KEYS, PER_KEY, ""))?;
+    let total_before = rt.block_on(count(&nc, "total"))?;
+    let redelivered_before = redeliveries(&lattice.log("wasmcloud.log"));
+    rt.block_on(publish_keys(&[&nats_url], "o", KEYS, PER_KEY, ""))?;
     let expected = total_before + KEYS * PER_KEY;
     wait_for(
         "every ordered message to be handled",
         Duration::from_secs(600),
-        || {
-            let total: usize = rt.block_on(query(&nc, "total"))?.parse()?;
-            Ok((total >= expected).then_some(()))
-        },
+        || Ok((rt.block_on(count(&nc, "total"))? >= expected).then_some(())),
     )?;
-    let repeats = check_order(&rt, &nc, lattice, "o", KEYS, PER_KEY)?;
+    let redelivered = redeliveries(&lattice.log("wasmcloud.log")) - redelivered_before;
+    let repeats = rt.block_on(check_order(&nc, "o", KEYS, PER_KEY, redelivered))?;
     ensure!(
         rt.block_on(query(&nc, "violations"))? == "0",
         "two deliveries of one key at once"
@@ -161,9 +156,9 @@ fn run(lattice: &Lattice) -> Result<()> {
     ));
 
     // 5. The provider killed in the middle of a backlog.
-    let total_before: usize = rt.block_on(query(&nc, "total"))?.parse()?;
+    let total_before = rt.block_on(count(&nc, "total"))?;
     rt.block_on(publish_keys(
-        &nats_url,
+        &[&nats_url],
         "k",
         KILL_KEYS,
         KILL_PER_KEY,
@@ -172,10 +167,7 @@ fn run(lattice: &Lattice) -> Result<()> {
     wait_for(
         "the backlog to be under way",
         Duration::from_secs(60),
-        || {
-            let total: usize = rt.block_on(query(&nc, "total"))?.parse()?;
-            Ok((total > total_before + 20).then_some(()))
-        },
+        || Ok((rt.block_on(count(&nc, "total"))? > total_before + 20).then_some(())),
     )?;
     let pid = provider_pid(lattice).context("no messaging-jetstream process")?;
     trace(&format!("killing the messaging provider (pid {pid})"));
@@ -193,12 +185,8 @@ fn run(lattice: &Lattice) -> Result<()> {
         "the whole backlog to be handled",
         Duration::from_secs(300),
         || {
-            let mut all = true;
-            for key in 0..KILL_KEYS {
-                let order = rt.block_on(query(&nc, &format!("order k{key}")))?;
-                all &= order.split(',').filter(|s| !s.is_empty()).count() >= KILL_PER_KEY;
-            }
-            Ok(all.then_some(()))
+            let complete = rt.block_on(complete_keys(&nc, "k", KILL_KEYS, KILL_PER_KEY))?;
+            Ok((complete == KILL_KEYS).then_some(()))
         },
     )?;
     // A message whose handling finished just before the kill, but whose ack was lost, is
@@ -219,91 +207,6 @@ fn run(lattice: &Lattice) -> Result<()> {
     );
     trace("provider killed mid-handling: every message handled, in order");
     Ok(())
-}
-
-async fn publish(js: &jetstream::Context, subject: &str, body: &str) -> Result<()> {
-    js.publish(subject.to_string(), Bytes::from(body.to_string()))
-        .await?
-        .await
-        .with_context(|| format!("storing {body:?} on {subject}"))?;
-    Ok(())
-}
-
-/// `keys` × `per_key` messages `<prefix><key> <n><extra>` on `probe.in.<prefix><key>`,
-/// from [`PUBLISHERS`] connections at once; each key's messages from one connection, each
-/// stored before the next, so that their stream order is 0, 1, 2, ...
-async fn publish_keys(
-    nats_url: &str,
-    prefix: &str,
-    keys: usize,
-    per_key: usize,
-    extra: &str,
-) -> Result<()> {
-    let mut tasks = Vec::new();
-    for p in 0..PUBLISHERS {
-        let js = jetstream::new(connect(nats_url).await?);
-        let (prefix, extra) = (prefix.to_string(), extra.to_string());
-        tasks.push(tokio::spawn(async move {
-            for n in 0..per_key {
-                for key in (p..keys).step_by(PUBLISHERS) {
-                    let body = format!("{prefix}{key} {n}{extra}");
-                    publish(&js, &format!("probe.in.{prefix}{key}"), &body).await?;
-                }
-            }
-            anyhow::Ok(())
-        }));
-    }
-    for task in tasks {
-        task.await??;
-    }
-    Ok(())
-}
-
-/// Each key's messages in stream order. A message handled twice in a row is a redelivery
-/// (at least once: a handler whose answer never reached the provider is called again);
-/// each such repeat must match a redelivery the provider logged. Returns the repeats.
-fn check_order(
-    rt: &tokio::runtime::Runtime,
-    nc: &async_nats::Client,
-    lattice: &Lattice,
-    prefix: &str,
-    keys: usize,
-    per_key: usize,
-) -> Result<usize> {
-    let mut repeats = 0;
-    for key in 0..keys {
-        let order = rt.block_on(query(nc, &format!("order {prefix}{key}")))?;
-        let seen: Vec<usize> = order.split(',').map(str::parse).collect::<Result<_, _>>()?;
-        let mut deduped = seen.clone();
-        deduped.dedup();
-        ensure!(
-            deduped == (0..per_key).collect::<Vec<_>>(),
-            "{prefix}{key} was handled in the order {order}"
-        );
-        repeats += seen.len() - deduped.len();
-    }
-    let redeliveries = lattice
-        .log("wasmcloud.log")
-        .matches("handler failed; delivering again after the backoff")
-        .count();
-    ensure!(
-        repeats <= redeliveries,
-        "{repeats} messages were handled twice, but the provider logged only {redeliveries} redeliveries"
-    );
-    Ok(repeats)
-}
-
-/// Asks the probe over core NATS.
-async fn query(nc: &async_nats::Client, body: &str) -> Result<String> {
-    let reply = tokio::time::timeout(
-        Duration::from_secs(10),
-        nc.request("probe.query", Bytes::from(body.to_string())),
-    )
-    .await
-    .context("query timed out")??;
-    let answer = String::from_utf8_lossy(&reply.payload).into_owned();
-    ensure!(!answer.starts_with("error:"), "query {body:?}: {answer}");
-    Ok(answer)
 }
 
 /// The messaging provider's process: the host runs it from a cache file named after it.

@@ -6,8 +6,10 @@
 //! - a successful attempt increments `handled/<key>/<n>` and `total`, and appends `n` to
 //!   `order/<key>`; the append is a read and a write, so two deliveries of one key at once
 //!   would lose one;
-//! - entering and leaving are counted per key (`enter/<key>`, `leave/<key>`): finding
-//!   another delivery of the key in flight on entry increments `violations`;
+//! - entering counts per key (`enter/<key>`) and leaving records the count it entered
+//!   with (`leave/<key>`): an entry that finds the previous one not left increments
+//!   `violations`. A delivery whose handler died (its host killed) is never left, so it
+//!   costs one violation at the key's next entry, not one at every later entry;
 //! - `sleep` holds the delivery that long, to widen the window for such overlaps.
 //!
 //! A body of `noop` is answered at once, with nothing recorded: the trivial handler the
@@ -99,7 +101,8 @@ fn deliver(body: &str) -> Result<(), String> {
     let bucket = bucket()?;
     let attempt = incr(&bucket, &format!("attempts/{key}/{n}"))?;
     let entered = incr(&bucket, &format!("enter/{key}"))?;
-    let left = number(&bucket, &format!("leave/{key}"))?;
+    let leave_key = format!("leave/{key}");
+    let left = number(&bucket, &leave_key)?;
     if entered != left + 1 {
         incr(&bucket, "violations")?;
     }
@@ -124,7 +127,9 @@ fn deliver(body: &str) -> Result<(), String> {
         incr(&bucket, "total")?;
         Ok(())
     };
-    incr(&bucket, &format!("leave/{key}"))?;
+    bucket
+        .set(&leave_key, entered.to_string().as_bytes())
+        .map_err(|e| kv_err(&leave_key, e))?;
     outcome
 }
 
