@@ -210,6 +210,21 @@ impl Manifest {
     /// named after its label's last segment (`core` for `neongrid.core`), as wadm.yaml
     /// names them: wadm tells a spread's instances by its name.
     pub fn place_by_labels(&mut self, component: &str, labels: &[&str]) -> Result<&mut Self> {
+        let spreads: Vec<(&str, &str, &str)> = labels
+            .iter()
+            .map(|label| (label.rsplit('.').next().unwrap_or(label), *label, "true"))
+            .collect();
+        self.set_spread(component, &spreads)
+    }
+
+    /// Places the component on the hosts whose `label` is `value`, in one spread named
+    /// after the value.
+    pub fn place_where(&mut self, component: &str, label: &str, value: &str) -> Result<&mut Self> {
+        self.set_spread(component, &[(value, label, value)])
+    }
+
+    /// Sets the component's spreadscaler's spread: one `(name, label, value)` each.
+    fn set_spread(&mut self, component: &str, spreads: &[(&str, &str, &str)]) -> Result<&mut Self> {
         let traits = self
             .component_mut(component)?
             .get_mut("traits")
@@ -221,11 +236,10 @@ impl Manifest {
             .and_then(|t| t.get_mut("properties"))
             .and_then(Value::as_mapping_mut)
             .with_context(|| format!("component {component:?} has no spreadscaler"))?;
-        let spread: String = labels
+        let spread: String = spreads
             .iter()
-            .map(|label| {
-                let name = label.rsplit('.').next().unwrap_or(label);
-                format!("- name: {name}\n  requirements:\n    {label}: \"true\"\n")
+            .map(|(name, label, value)| {
+                format!("- name: {name}\n  requirements:\n    {label}: \"{value}\"\n")
             })
             .collect();
         scaler.insert(Value::from("spread"), serde_yaml::from_str(&spread)?);

@@ -134,11 +134,20 @@ pub fn wash_deploy(manifest: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Waits for `wadm.yaml`'s app (named after the lattice) to be Deployed.
 pub fn wait_deployed() -> Result<()> {
-    crate::wait_for("the app to be Deployed", Duration::from_secs(120), || {
-        let status = wash_json(&["app", "status", LATTICE])?;
-        Ok((status["status"]["status"]["type"] == "deployed").then_some(()))
-    })
+    wait_app_deployed(LATTICE)
+}
+
+pub fn wait_app_deployed(app: &str) -> Result<()> {
+    crate::wait_for(
+        &format!("{app} to be Deployed"),
+        Duration::from_secs(120),
+        || {
+            let status = wash_json(&["app", "status", app])?;
+            Ok((status["status"]["status"]["type"] == "deployed").then_some(()))
+        },
+    )
 }
 
 /// What one host runs, from its inventory.

@@ -15,7 +15,12 @@
 //!    edge1, and a host started again gets its share back;
 //! 5. the data host's provider processes killed under load: the host restarts them,
 //!    ingest rides out the restart, and every reading is stored exactly once;
-//! 6. `down` leaves no namespace, link or process behind.
+//! 6. the JetStream messaging provider's order across both edge hosts: the messaging probe
+//!    (tests/messaging-probe) shared out over edge1 and edge2, 64 keys × 200 messages
+//!    published through both edge hosts' NATS servers at once, each key's messages
+//!    handled in stream order and never two at once; then edge2's host killed while a
+//!    backlog is handled: nothing lost, nothing reordered;
+//! 7. `down` leaves no namespace, link or process behind.
 //!
 //! Needs root (network namespaces); it takes over the lattice `scripts/lattice.sh`
 //! manages, so do not run it while you use one.
@@ -29,9 +34,10 @@ use anyhow::{ensure, Context, Result};
 use neongrid_e2e::manifest::{wadm_manifest, Manifest};
 use neongrid_e2e::netns::{
     self, component_id, lattice, placement, wait_deployed, wait_placed, wash_deploy, Workload,
-    EDGE1_API, EDGE1_NATS, HOSTS, STATE_DIR,
+    EDGE1_API, EDGE1_NATS, EDGE2_NATS, HOSTS, STATE_DIR,
 };
 use neongrid_e2e::pipeline::{self, connect, reading, runtime};
+use neongrid_e2e::probe;
 use neongrid_e2e::{http, repo_root, trace, wait_for};
 use neongrid_loadgen::Report;
 use serde_json::Value;
@@ -49,6 +55,22 @@ const LOAD_SECONDS: u64 = 15;
 const LOAD_DEVICES: usize = 4;
 /// When, into the load, the failure is caused.
 const FAIL_AFTER: Duration = Duration::from_secs(4);
+/// wadm.yaml's `handler_timeout_ms` for ingest: a reading whose ingest instance died with
+/// its host is delivered again after this, and its device's later readings wait for it,
+/// so the load generator's readings in flight stand still that long.
+const INGEST_HANDLER_TIMEOUT: Duration = Duration::from_secs(15);
+/// The load during the host loss spans the failure, that standstill and the recovery.
+const LOSS_LOAD_SECONDS: u64 = 30;
+/// Phase 6: the ordering load, as tests/e2e/tests/jetstream_delivery.rs puts it on one host.
+const ORDER_KEYS: usize = 64;
+const ORDER_PER_KEY: usize = 200;
+/// Phase 6's backlog for edge2's loss; each delivery held this long, so that the backlog
+/// lasts seconds and the kill lands inside it.
+const LOSS_KEYS: usize = 32;
+const LOSS_PER_KEY: usize = 60;
+const LOSS_HOLD_MS: u64 = 50;
+/// The probe's manifest placed on the lattice, written (and removed again) at the repo root.
+const PROBE_MANIFEST: &str = ".wadm.multihost-probe.yaml";
 /// wadm forgets a silent host after 45 s without a heartbeat (`lattice.sh`), checked
 /// every 22.5 s, and hosts beat every 30 s.
 const REAP_TIMEOUT: Duration = Duration::from_secs(150);
@@ -58,20 +80,14 @@ fn api_get(path: &str) -> Result<Value> {
 }
 
 /// The load generator (`netns::load`) in its own thread.
-fn start_load(prefix: &str) -> std::thread::JoinHandle<Result<Report>> {
-    let config = netns::load(
-        prefix,
-        LOAD_RATE,
-        LOAD_CONCURRENCY,
-        LOAD_SECONDS,
-        LOAD_DEVICES,
-    );
+fn start_load(prefix: &str, seconds: u64) -> std::thread::JoinHandle<Result<Report>> {
+    let config = netns::load(prefix, LOAD_RATE, LOAD_CONCURRENCY, seconds, LOAD_DEVICES);
     std::thread::spawn(move || netns::run_load(&config))
 }
 
-/// Every reading the load generator sent was answered (a resend of a reading whose
-/// answer was lost counts as a duplicate) and stored exactly once.
-fn check_exactly_once(what: &str, report: &Report) -> Result<()> {
+/// At least `min_sent` readings were sent, and every one was answered (a resend of a
+/// reading whose answer was lost counts as a duplicate) and stored exactly once.
+fn check_exactly_once(what: &str, report: &Report, min_sent: u64) -> Result<()> {
     trace(&format!(
         "{what}: {} sent, {} accepted, {} duplicates, {} resent, {} stored; \
          reply p50 {:.1} ms p99 {:.1} ms max {:.0} ms",
@@ -85,8 +101,8 @@ fn check_exactly_once(what: &str, report: &Report) -> Result<()> {
         report.reply_ms.max
     ));
     ensure!(
-        report.sent >= u64::from(LOAD_RATE) * LOAD_SECONDS / 2,
-        "{what}: only {} readings sent",
+        report.sent >= min_sent,
+        "{what}: only {} readings sent, {min_sent} expected at least",
         report.sent
     );
     ensure!(
@@ -104,6 +120,9 @@ fn check_exactly_once(what: &str, report: &Report) -> Result<()> {
 
 #[test]
 fn lattice_places_moves_scales_and_survives_host_and_provider_loss() -> Result<()> {
+    for artifact in probe::ARTIFACTS {
+        neongrid_e2e::build_artifact(artifact)?;
+    }
     let down = netns::up()?;
     let manifest_path = repo_root().join("wadm.yaml");
     let manifest = wadm_manifest(&manifest_path)?;
@@ -150,13 +169,18 @@ fn lattice_places_moves_scales_and_survives_host_and_provider_loss() -> Result<(
 
     // 4. Edge-host loss under load.
     let edge2_before = placed["edge2"].host_id.clone();
-    let load = start_load("loss");
+    let load = start_load("loss", LOSS_LOAD_SECONDS);
     std::thread::sleep(FAIL_AFTER);
     lattice(&["host-kill", "edge2"])?;
     let report = load
         .join()
         .map_err(|_| anyhow::anyhow!("the load generator panicked"))??;
-    check_exactly_once("edge2 killed under load", &report)?;
+    let stalled = INGEST_HANDLER_TIMEOUT.as_secs();
+    check_exactly_once(
+        "edge2 killed under load",
+        &report,
+        u64::from(LOAD_RATE) * (LOSS_LOAD_SECONDS - stalled) / 2,
+    )?;
     let reaped = format!("Will reap node id={edge2_before}");
     wait_for("wadm to forget the killed host", REAP_TIMEOUT, || {
         let log = std::fs::read_to_string(format!("{STATE_DIR}/data/wadm.log"))?;
@@ -189,6 +213,9 @@ fn lattice_places_moves_scales_and_survives_host_and_provider_loss() -> Result<(
 
     // 5. The data host's providers killed under load.
     restart_providers()?;
+
+    // 6. Ordered delivery across both edge hosts, and through edge2's loss.
+    probe_order_across_edge_hosts()?;
 
     drop(down);
     check_nothing_left()
@@ -290,6 +317,175 @@ fn move_validator(
     wait_deployed()
 }
 
+/// The probe's app: the probe shared out over the edge hosts, the JetStream provider on
+/// core, the probe's store on data. The queries come through the host's builtin NATS
+/// provider, which delivers only to components on its own host, so it runs on edge1, the
+/// edge host that stays. Every host's `127.0.0.1:4222` is its own namespace's NATS
+/// server, which is what the template names.
+fn deploy_probe() -> Result<()> {
+    let mut manifest = Manifest::load(&repo_root().join(probe::TEMPLATE))?;
+    manifest
+        .absolutize_images(&repo_root())?
+        .place_by_label("probe", "neongrid.edge")?
+        .place_by_label("messaging", "neongrid.core")?
+        .place_where("queries", netns::HOST_LABEL, "edge1")?
+        .place_by_label("probe-store", "neongrid.data")?;
+    let path = repo_root().join(PROBE_MANIFEST);
+    manifest.write(&path)?;
+    let deployed = wash_deploy(&path);
+    let _ = std::fs::remove_file(&path);
+    deployed?;
+    netns::wait_app_deployed(probe::APP)?;
+    let counts = wait_for(
+        "the probe to run on both edge hosts",
+        Duration::from_secs(120),
+        || {
+            let placed = placement()?;
+            let counts = ["edge1", "edge2"].map(|h| {
+                placed.get(h).map_or(0, |w| {
+                    w.components
+                        .values()
+                        .filter(|(image, _)| image.contains("messaging-probe"))
+                        .map(|(_, max)| *max)
+                        .sum::<u64>()
+                })
+            });
+            Ok((counts.iter().all(|c| *c > 0)).then_some(counts))
+        },
+    )?;
+    trace(&format!(
+        "probe instances: {} on edge1, {} on edge2",
+        counts[0], counts[1]
+    ));
+    Ok(())
+}
+
+/// What the core host (and the JetStream provider on it) logged.
+fn core_log() -> Result<String> {
+    let path = format!("{STATE_DIR}/core/wasmcloud.log");
+    std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))
+}
+
+/// Phase 6: the probe fed from its stream by the provider on core, its instances on both
+/// edge hosts. First every key's order with both up, then with edge2's host killed in
+/// the middle of a backlog: its deliveries in flight never answer, the provider delivers
+/// them again after the handler timeout to edge1's instances, and each key's order holds.
+fn probe_order_across_edge_hosts() -> Result<()> {
+    deploy_probe()?;
+    let rt = runtime()?;
+    let nc = rt.block_on(connect(EDGE1_NATS))?;
+    let js = async_nats::jetstream::new(nc.clone());
+    wait_for(
+        "the provider to create the probe's stream",
+        Duration::from_secs(90),
+        || Ok(rt.block_on(js.get_stream(probe::STREAM)).ok().map(|_| ())),
+    )?;
+    wait_for(
+        "the probe to answer queries",
+        Duration::from_secs(90),
+        || Ok(rt.block_on(probe::count(&nc, "total")).ok()),
+    )?;
+    let edges = [EDGE1_NATS, EDGE2_NATS];
+
+    // Order with both edge hosts up.
+    let redelivered_before = probe::redeliveries(&core_log()?);
+    let started = std::time::Instant::now();
+    rt.block_on(probe::publish_keys(
+        &edges,
+        "o",
+        ORDER_KEYS,
+        ORDER_PER_KEY,
+        "",
+    ))?;
+    let expected = ORDER_KEYS * ORDER_PER_KEY;
+    wait_for(
+        "every ordered message to be handled",
+        Duration::from_secs(600),
+        || Ok((rt.block_on(probe::count(&nc, "total"))? >= expected).then_some(())),
+    )?;
+    let elapsed = started.elapsed();
+    let redelivered = probe::redeliveries(&core_log()?) - redelivered_before;
+    let repeats = rt.block_on(probe::check_order(
+        &nc,
+        "o",
+        ORDER_KEYS,
+        ORDER_PER_KEY,
+        redelivered,
+    ))?;
+    ensure!(
+        rt.block_on(probe::count(&nc, "violations"))? == 0,
+        "two deliveries of one key at once, across the edge hosts"
+    );
+    trace(&format!(
+        "{ORDER_KEYS} keys x {ORDER_PER_KEY} over both edge hosts in {:.1} s: in order, \
+         one at a time; {repeats} handled again after a lost answer",
+        elapsed.as_secs_f64()
+    ));
+
+    // Order through edge2's loss.
+    let total_before = rt.block_on(probe::count(&nc, "total"))?;
+    let redelivered_before = probe::redeliveries(&core_log()?);
+    let backlog = LOSS_KEYS * LOSS_PER_KEY;
+    rt.block_on(probe::publish_keys(
+        &edges,
+        "l",
+        LOSS_KEYS,
+        LOSS_PER_KEY,
+        &format!(" sleep={LOSS_HOLD_MS}"),
+    ))?;
+    wait_for(
+        "the backlog to be under way",
+        Duration::from_secs(60),
+        || {
+            let total = rt.block_on(probe::count(&nc, "total"))?;
+            Ok((total >= total_before + backlog / 8).then_some(()))
+        },
+    )?;
+    lattice(&["host-kill", "edge2"])?;
+    // A query in flight to edge2's instances when it died goes unanswered: ask again.
+    let at_kill = wait_for(
+        "the probe to answer after the kill",
+        Duration::from_secs(60),
+        || Ok(rt.block_on(probe::count(&nc, "total")).ok()),
+    )? - total_before;
+    ensure!(
+        at_kill < backlog,
+        "the backlog ({backlog}) was handled before edge2 was killed"
+    );
+    trace(&format!(
+        "edge2 killed with {at_kill} of {backlog} backlog messages handled"
+    ));
+    wait_for(
+        "the whole backlog to be handled on edge1",
+        Duration::from_secs(300),
+        || {
+            let complete = rt.block_on(probe::complete_keys(&nc, "l", LOSS_KEYS, LOSS_PER_KEY))?;
+            Ok((complete == LOSS_KEYS).then_some(()))
+        },
+    )?;
+    let redelivered = probe::redeliveries(&core_log()?) - redelivered_before;
+    let repeats = rt.block_on(probe::check_order(
+        &nc,
+        "l",
+        LOSS_KEYS,
+        LOSS_PER_KEY,
+        redelivered,
+    ))?;
+    // A delivery whose host died is never left: the key's next delivery, after the
+    // handler timeout, finds it still entered. Each such one was delivered again.
+    let violations = rt.block_on(probe::count(&nc, "violations"))?;
+    ensure!(
+        violations <= redelivered,
+        "{violations} deliveries overlapped another of their key, but only {redelivered} \
+         were delivered again after a timeout"
+    );
+    trace(&format!(
+        "edge2 lost mid-backlog: {backlog} messages in order; {redelivered} delivered \
+         again, {repeats} of them handled twice, {violations} after a dead handler"
+    ));
+    Ok(())
+}
+
 /// The pid of the data host's provider process whose cache file names `image`.
 fn provider_pid(image: &str) -> Result<Option<u32>> {
     let out = Command::new("ip")
@@ -314,7 +510,7 @@ fn restart_providers() -> Result<()> {
     for image in images {
         before.push(provider_pid(image)?.with_context(|| format!("no {image} process"))?);
     }
-    let load = start_load("restart");
+    let load = start_load("restart", LOAD_SECONDS);
     std::thread::sleep(FAIL_AFTER);
     for (image, pid) in images.iter().zip(&before) {
         trace(&format!("killing the {image} provider (pid {pid})"));
@@ -336,7 +532,11 @@ fn restart_providers() -> Result<()> {
     let report = load
         .join()
         .map_err(|_| anyhow::anyhow!("the load generator panicked"))??;
-    check_exactly_once("providers killed under load", &report)?;
+    check_exactly_once(
+        "providers killed under load",
+        &report,
+        u64::from(LOAD_RATE) * LOAD_SECONDS / 2,
+    )?;
     let placed = placement()?;
     let providers = &placed["data"].providers;
     ensure!(
