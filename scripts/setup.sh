@@ -26,7 +26,7 @@ mkdir -p "$WASH_DOWNLOADS_DIR"
 
 next "patched crates (third_party/; both cargo workspaces depend on them)"
 "$here/patch-crates.sh"
-ok "wrpc-transport-nats 0.29.0 with the demultiplexer race fix"
+ok "patched crates in third_party/ (what each fixes: third_party/README.md)"
 
 next "Rust target wasm32-wasip2"
 if rustup target list --installed | grep -qx wasm32-wasip2; then
