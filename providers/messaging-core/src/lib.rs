@@ -31,9 +31,23 @@ pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// itself afterwards.
 pub async fn connect(uris: &[String], name: &str) -> Result<async_nats::Client, Error> {
     let joined = redacted(uris);
+    let servers = joined.clone();
     let options = async_nats::ConnectOptions::new()
         .name(name)
-        .connection_timeout(CONNECT_TIMEOUT);
+        .connection_timeout(CONNECT_TIMEOUT)
+        // A lost connection or a slow consumer loses deliveries and acknowledgements that
+        // JetStream then redelivers after the ack wait; the log says why.
+        .event_callback(move |event| {
+            let servers = servers.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => {
+                        tracing::info!(%servers, "connected to NATS")
+                    }
+                    other => tracing::warn!(%servers, event = %other, "NATS connection event"),
+                }
+            }
+        });
     let connecting = options.connect(uris.to_vec());
     match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
         Ok(Ok(client)) => Ok(client),

@@ -173,6 +173,9 @@ fn default_downloads_dir() -> Result<PathBuf> {
     Ok(Path::new(&home).join(".local/share/wash/downloads"))
 }
 
+/// Set (to anything), a passing test keeps its lattice's logs too, as a failing one does.
+pub const KEEP_LOGS_ENV: &str = "NEONGRID_E2E_KEEP_LOGS";
+
 /// One isolated lattice started with `wash up -d`.
 pub struct Lattice {
     pub name: String,
@@ -389,9 +392,32 @@ impl Lattice {
         std::fs::read_to_string(self.dir.path().join("downloads").join(name)).unwrap_or_default()
     }
 
+    /// Copies the whole of each log wash writes to `target/e2e-failures/<lattice>/`, since
+    /// the lattice's directory goes with it and a tail rarely shows how a failure began.
+    /// Returns a line naming the copy for the failure message.
+    pub fn keep_logs(&self) -> String {
+        let dest = repo_root().join("target/e2e-failures").join(&self.name);
+        let copied = std::fs::create_dir_all(&dest).and_then(|()| {
+            for log in ["wasmcloud.log", "wadm.log", "nats.log"] {
+                let src = self.dir.path().join("downloads").join(log);
+                if src.is_file() {
+                    std::fs::copy(&src, dest.join(log))?;
+                }
+            }
+            Ok(())
+        });
+        match copied {
+            Ok(()) => format!("--- whole logs kept in {} ---\n", dest.display()),
+            Err(err) => format!(
+                "--- keeping the logs in {} failed: {err} ---\n",
+                dest.display()
+            ),
+        }
+    }
+
     /// The tail of each log wash writes, for failure messages.
     pub fn logs(&self) -> String {
-        let mut out = String::new();
+        let mut out = self.nats_connections();
         for log in ["wasmcloud.log", "wadm.log", "nats.log"] {
             let text = self.log(log);
             let tail: Vec<&str> = text.lines().rev().take(40).collect();
@@ -400,6 +426,40 @@ impl Lattice {
                 out.push_str(line);
                 out.push('\n');
             }
+        }
+        out
+    }
+
+    /// nats-server's view of its clients (`/varz`, `/connz`): slow consumers and pending
+    /// bytes show a process that stopped reading, which a log tail does not.
+    pub fn nats_connections(&self) -> String {
+        let get = |path: &str| {
+            let url = format!("http://127.0.0.1:{}/{path}", self.nats_monitor_port);
+            http::get_with_timeout(&url, Duration::from_secs(5)).and_then(|r| r.json())
+        };
+        let mut out = String::from("--- nats-server clients ---\n");
+        match get("varz") {
+            Ok(varz) => out.push_str(&format!(
+                "slow consumers: {}, connections: {}\n",
+                varz["slow_consumers"], varz["connections"]
+            )),
+            Err(err) => out.push_str(&format!("/varz: {err:#}\n")),
+        }
+        match get("connz?limit=64") {
+            Ok(connz) => {
+                for c in connz["connections"].as_array().into_iter().flatten() {
+                    out.push_str(&format!(
+                        "cid {} {}: subscriptions {}, pending bytes {}, in {} out {} msgs\n",
+                        c["cid"],
+                        c["name"],
+                        c["subscriptions"],
+                        c["pending_bytes"],
+                        c["in_msgs"],
+                        c["out_msgs"]
+                    ));
+                }
+            }
+            Err(err) => out.push_str(&format!("/connz: {err:#}\n")),
         }
         out
     }
@@ -474,7 +534,11 @@ impl Lattice {
     pub fn run_test(extra_args: &[&str], test: impl FnOnce(&Lattice) -> Result<()>) -> Result<()> {
         let mut lattice = Self::up_with(extra_args)?;
         if let Err(err) = test(&lattice) {
-            bail!("{err:#}\n{}", lattice.logs());
+            let kept = lattice.keep_logs();
+            bail!("{err:#}\n{}{kept}", lattice.logs());
+        }
+        if std::env::var_os(KEEP_LOGS_ENV).is_some() {
+            trace(lattice.keep_logs().trim_end());
         }
         let leaked = lattice.down()?;
         if !leaked.is_empty() {
