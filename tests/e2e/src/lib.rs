@@ -176,6 +176,9 @@ fn default_downloads_dir() -> Result<PathBuf> {
 /// Set (to anything), a passing test keeps its lattice's logs too, as a failing one does.
 pub const KEEP_LOGS_ENV: &str = "NEONGRID_E2E_KEEP_LOGS";
 
+/// The logs wash writes for a lattice: the host (with its providers), wadm, nats-server.
+const LOG_FILES: [&str; 3] = ["wasmcloud.log", "wadm.log", "nats.log"];
+
 /// One isolated lattice started with `wash up -d`.
 pub struct Lattice {
     pub name: String,
@@ -389,7 +392,11 @@ impl Lattice {
 
     /// The full text of one of the logs wash writes (`wasmcloud.log`, `wadm.log`, `nats.log`).
     pub fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join("downloads").join(name)).unwrap_or_default()
+        std::fs::read_to_string(self.log_path(name)).unwrap_or_default()
+    }
+
+    fn log_path(&self, name: &str) -> PathBuf {
+        self.dir.path().join("downloads").join(name)
     }
 
     /// Copies the whole of each log wash writes to `target/e2e-failures/<lattice>/`, since
@@ -398,8 +405,8 @@ impl Lattice {
     pub fn keep_logs(&self) -> String {
         let dest = repo_root().join("target/e2e-failures").join(&self.name);
         let copied = std::fs::create_dir_all(&dest).and_then(|()| {
-            for log in ["wasmcloud.log", "wadm.log", "nats.log"] {
-                let src = self.dir.path().join("downloads").join(log);
+            for log in LOG_FILES {
+                let src = self.log_path(log);
                 if src.is_file() {
                     std::fs::copy(&src, dest.join(log))?;
                 }
@@ -418,7 +425,7 @@ impl Lattice {
     /// The tail of each log wash writes, for failure messages.
     pub fn logs(&self) -> String {
         let mut out = self.nats_connections();
-        for log in ["wasmcloud.log", "wadm.log", "nats.log"] {
+        for log in LOG_FILES {
             let text = self.log(log);
             let tail: Vec<&str> = text.lines().rev().take(40).collect();
             out.push_str(&format!("--- last lines of {log} ---\n"));
