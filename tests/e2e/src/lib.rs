@@ -422,9 +422,15 @@ impl Lattice {
         }
     }
 
-    /// The tail of each log wash writes, for failure messages.
+    /// nats-server's clients and the tail of each log wash writes, for failure messages.
     pub fn logs(&self) -> String {
-        let mut out = self.nats_connections();
+        self.nats_connections() + &self.log_tails()
+    }
+
+    /// The tail of each log wash writes; unlike [`Lattice::logs`] it needs no live
+    /// nats-server, so it also serves after `wash down`.
+    pub fn log_tails(&self) -> String {
+        let mut out = String::new();
         for log in LOG_FILES {
             let text = self.log(log);
             let tail: Vec<&str> = text.lines().rev().take(40).collect();
@@ -549,7 +555,11 @@ impl Lattice {
         }
         let leaked = lattice.down()?;
         if !leaked.is_empty() {
-            bail!("processes outlived `wash down`: {leaked:?}");
+            let kept = lattice.keep_logs();
+            bail!(
+                "processes outlived `wash down`: {leaked:?}\n{}{kept}",
+                lattice.log_tails()
+            );
         }
         Ok(())
     }

@@ -80,6 +80,54 @@ fn host_takes_wash_up_configuration_and_stops_on_sigterm() -> Result<()> {
     Ok(())
 }
 
+/// `wash down` stops nats-server as soon as the hosts acknowledge their stop, and the
+/// host's last shutdown step, a flush of its NATS clients, never completes once the server
+/// is gone. The launcher bounds the shutdown, so such a host still exits.
+#[test]
+fn host_exits_when_its_nats_server_is_gone() -> Result<()> {
+    let lattice = Lattice::up()?;
+    let pid_of = |name: &str| -> Result<u32> {
+        Ok(lattice
+            .processes()
+            .into_iter()
+            .find(|(_, cmd)| cmd.contains(name))
+            .with_context(|| format!("no {name} process in the lattice"))?
+            .0)
+    };
+    let alive =
+        |pid: u32| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty());
+    let nats_pid = pid_of("nats-server")?;
+    let host_pid = pid_of("wasmcloud_host")?;
+
+    Command::new("kill")
+        .args(["-KILL", &nats_pid.to_string()])
+        .status()?;
+    wait_for("nats-server to exit", Duration::from_secs(10), || {
+        Ok((!alive(nats_pid)).then_some(()))
+    })?;
+    Command::new("kill")
+        .args(["-TERM", &host_pid.to_string()])
+        .status()?;
+    // The launcher's bound is 5 s; the wait leaves room for a machine three times slower.
+    let exited = wait_for(
+        "the host to exit without its NATS server",
+        Duration::from_secs(20),
+        || Ok((!alive(host_pid)).then_some(())),
+    );
+    let log = lattice.log("wasmcloud.log");
+    exited.with_context(|| format!("host log:\n{log}"))?;
+    ensure!(
+        log.contains("received SIGTERM, shutting down"),
+        "the host did not log the signal:\n{log}"
+    );
+    ensure!(
+        log.contains("host shutdown did not finish by its deadline"),
+        "the host exited without saying that its shutdown was cut short:\n{log}"
+    );
+    ensure!(!log.contains("panicked"), "the host panicked:\n{log}");
+    Ok(())
+}
+
 #[test]
 fn wadm_reports_the_version_wash_checks_for() -> Result<()> {
     // wash compares `wadm --version` against the version it wants before using a binary

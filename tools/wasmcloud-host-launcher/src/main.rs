@@ -11,9 +11,20 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use nkeys::{KeyPair, KeyPairType};
+use tokio::time::Instant;
 use wasmcloud_host::url::Url;
 use wasmcloud_host::wasmbus::{Features, Host, HostConfig};
 use wasmcloud_host::OciConfig;
+
+/// How long the host may take to stop when the stop names no deadline (a signal, or a
+/// stop command without a timeout). The host flushes its NATS clients last, and `wash down`
+/// stops the NATS server as soon as the hosts have acknowledged the stop; a flush on a
+/// connection that can no longer reconnect never completes, so without a bound the host
+/// outlives its lattice.
+const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the runtime waits, once the host is gone, for blocking tasks still running.
+const RUNTIME_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Host labels come from every `WASMCLOUD_LABEL_<key>=<value>` variable, as wash sets them.
 const LABEL_ENV_PREFIX: &str = "WASMCLOUD_LABEL_";
@@ -219,26 +230,61 @@ fn host_config(args: Args) -> Result<HostConfig> {
     })
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
     let args = Args::parse();
     launcher_support::init_logging(
         &args.log_level.as_str().to_ascii_lowercase(),
         args.enable_structured_logging,
     );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    let result = runtime.block_on(run(args));
+    // Dropping the runtime would wait for every blocking task without limit; a process
+    // that outlives its stop is worse than a blocking call cut short.
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN_TIMEOUT);
+    result
+}
+
+async fn run(args: Args) -> Result<()> {
     let config = host_config(args)?;
     tracing::info!(lattice = %config.lattice, features = ?config.experimental_features, "starting wasmCloud host");
 
     let (host, shutdown) = Host::new(config).await.context("failed to start host")?;
-    tokio::select! {
+    let deadline = tokio::select! {
         stopped = host.stopped() => {
-            stopped.context("host stopped unexpectedly")?;
+            let deadline = stopped.context("host stopped unexpectedly")?;
             tracing::info!("host stopped through the control interface");
+            deadline
         }
-        signal = launcher_support::terminated() => tracing::info!("received {}, shutting down", signal?),
-    }
-    // Dropping our handle first lets the shutdown future own the last reference.
+        signal = launcher_support::terminated() => {
+            tracing::info!("received {}, shutting down", signal?);
+            None
+        }
+    };
+    // Dropping our handle first lets the shutdown future own the last reference, so that
+    // the host (and with it every provider process it started) goes when the future does.
     drop(host);
-    shutdown.await.context("host shutdown failed")?;
-    Ok(())
+    let started = Instant::now();
+    let deadline = deadline.unwrap_or(started + DEFAULT_SHUTDOWN_TIMEOUT);
+    tokio::select! {
+        done = tokio::time::timeout_at(deadline, shutdown) => match done {
+            Ok(result) => result.context("host shutdown failed"),
+            Err(_) => {
+                tracing::error!(
+                    waited = ?started.elapsed(),
+                    "host shutdown did not finish by its deadline: its control and data tasks, \
+                     the host_stopped event or the final NATS flush is still pending (a flush \
+                     never completes once the NATS server is gone); exiting without it"
+                );
+                bail!("host shutdown did not finish by its deadline")
+            }
+        },
+        signal = launcher_support::terminated() => {
+            let signal = signal?;
+            tracing::warn!("received {signal} again during shutdown, exiting now");
+            bail!("host shutdown cut short by {signal}")
+        }
+    }
 }
