@@ -35,23 +35,12 @@ fn host_takes_wash_up_configuration_and_stops_on_sigterm() -> Result<()> {
         "host did not enable the builtin providers:\n{log}"
     );
 
-    let host_pid = lattice
-        .processes()
-        .into_iter()
-        .find(|(_, cmd)| cmd.contains("wasmcloud_host"))
-        .context("no wasmcloud_host process in the lattice")?
-        .0;
-    Command::new("kill")
-        .args(["-TERM", &host_pid.to_string()])
-        .status()?;
+    let host_pid = pid_of(&lattice, "wasmcloud_host")?;
+    signal(host_pid, "-TERM")?;
     wait_for(
         "the host to exit on SIGTERM",
         Duration::from_secs(20),
-        || {
-            let alive =
-                std::fs::read(format!("/proc/{host_pid}/cmdline")).is_ok_and(|c| !c.is_empty());
-            Ok((!alive).then_some(()))
-        },
+        || Ok((!alive(host_pid)).then_some(())),
     )?;
     let log = lattice.log("wasmcloud.log");
     ensure!(
@@ -86,28 +75,14 @@ fn host_takes_wash_up_configuration_and_stops_on_sigterm() -> Result<()> {
 #[test]
 fn host_exits_when_its_nats_server_is_gone() -> Result<()> {
     let lattice = Lattice::up()?;
-    let pid_of = |name: &str| -> Result<u32> {
-        Ok(lattice
-            .processes()
-            .into_iter()
-            .find(|(_, cmd)| cmd.contains(name))
-            .with_context(|| format!("no {name} process in the lattice"))?
-            .0)
-    };
-    let alive =
-        |pid: u32| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty());
-    let nats_pid = pid_of("nats-server")?;
-    let host_pid = pid_of("wasmcloud_host")?;
+    let nats_pid = pid_of(&lattice, "nats-server")?;
+    let host_pid = pid_of(&lattice, "wasmcloud_host")?;
 
-    Command::new("kill")
-        .args(["-KILL", &nats_pid.to_string()])
-        .status()?;
+    signal(nats_pid, "-KILL")?;
     wait_for("nats-server to exit", Duration::from_secs(10), || {
         Ok((!alive(nats_pid)).then_some(()))
     })?;
-    Command::new("kill")
-        .args(["-TERM", &host_pid.to_string()])
-        .status()?;
+    signal(host_pid, "-TERM")?;
     // The launcher's bound is 5 s; the wait leaves room for a machine three times slower.
     let exited = wait_for(
         "the host to exit without its NATS server",
@@ -142,5 +117,28 @@ fn wadm_reports_the_version_wash_checks_for() -> Result<()> {
         String::from_utf8(out.stdout)?.trim(),
         format!("wadm {}", v["WADM_VERSION"])
     );
+    Ok(())
+}
+
+/// The pid of the lattice's process whose command line contains `name`.
+fn pid_of(lattice: &Lattice, name: &str) -> Result<u32> {
+    Ok(lattice
+        .processes()
+        .into_iter()
+        .find(|(_, cmd)| cmd.contains(name))
+        .with_context(|| format!("no {name} process in the lattice"))?
+        .0)
+}
+
+/// Whether `pid` is still running (a zombie has an empty command line).
+fn alive(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
+}
+
+fn signal(pid: u32, which: &str) -> Result<()> {
+    let status = Command::new("kill")
+        .args([which, &pid.to_string()])
+        .status()?;
+    ensure!(status.success(), "kill {which} {pid} failed: {status}");
     Ok(())
 }
