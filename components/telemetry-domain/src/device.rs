@@ -14,14 +14,16 @@ pub const MAX_DEVICE_ID_LEN: usize = 64;
 /// The device-id rules in words, repeated in every error so a client can fix
 /// its request without reading documentation.
 pub const DEVICE_ID_RULE: &str = "1 to 64 characters of A-Z, a-z, 0-9, '.', '_' and '-', \
-     starting with a letter or digit and never containing \"..\"";
+     starting with a letter or digit, not ending in '.' and never containing \"..\"";
 
 /// A validated device id.
 ///
 /// Besides the character set, an id must start with a letter or digit and may not
 /// contain `..`: ids become path-like key segments (`device/<id>/…`), and `.`,
 /// `..` or empty segments are treated specially by file-backed stores and are
-/// invalid in NATS key-value keys.
+/// invalid in NATS key-value keys. Nor may it end in `.`: an id is also the last
+/// tokens of its device's subject (`neongrid.readings.<id>`), and NATS refuses an
+/// empty token.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct DeviceId(String);
@@ -44,6 +46,8 @@ pub enum DeviceIdError {
     BadStart { id: String, first: char },
     #[error("device id {} contains \"..\"; expected {}", quoted(.id), DEVICE_ID_RULE)]
     DoubleDot { id: String },
+    #[error("device id {} ends in '.'; expected {}", quoted(.id), DEVICE_ID_RULE)]
+    TrailingDot { id: String },
 }
 
 impl DeviceId {
@@ -72,6 +76,9 @@ impl DeviceId {
         }
         if id.contains("..") {
             return Err(DeviceIdError::DoubleDot { id: id.to_owned() });
+        }
+        if id.ends_with('.') {
+            return Err(DeviceIdError::TrailingDot { id: id.to_owned() });
         }
         Ok(Self(id.to_owned()))
     }
@@ -176,6 +183,10 @@ mod tests {
         }
         let err = DeviceId::parse("a..b").unwrap_err();
         assert_eq!(err, DeviceIdError::DoubleDot { id: "a..b".into() });
+        let err = DeviceId::parse("lab.").unwrap_err();
+        assert_eq!(err, DeviceIdError::TrailingDot { id: "lab.".into() });
+        assert!(err.to_string().contains("ends in '.'"), "{err}");
+        assert!(DeviceId::parse("lab.3").is_ok());
     }
 
     #[test]
