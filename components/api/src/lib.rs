@@ -8,9 +8,10 @@
 use ingest_domain::api::{
     device_detail, history, list_devices, parse_reply, post_outcome, KeyPage, Reader,
 };
-use ingest_domain::subject::post_subject;
+use ingest_domain::post::split_post;
 use ingest_domain::Target;
 use serde::Serialize;
+use std::time::{Duration, Instant};
 use telemetry_domain::{read_body, route, ApiError, Health, Route, StoreError};
 use wasmcloud_component::http::{
     self, header, HeaderMap, HeaderValue, IncomingRequest, Response, StatusCode,
@@ -35,10 +36,11 @@ const FALLBACK_ERROR_BODY: &str = r#"{"error":"response could not be encoded as 
 /// The live dashboard: one static page that polls the JSON routes.
 const DASHBOARD_HTML: &str = include_str!("dashboard.html");
 
-/// How long `POST /api/readings` waits for ingest's summary. A full message
-/// (1000 readings, each about ten key-value calls over the lattice) takes
-/// seconds; the builtin HTTP server's own deadline is longer still.
-const INGEST_TIMEOUT_MS: u32 = 20_000;
+/// How long `POST /api/readings` waits for ingest's summaries, all of a post's
+/// parts together. A full message (1000 readings, each about ten key-value calls
+/// over the lattice) takes seconds; the builtin HTTP server's own deadline is
+/// longer still.
+const INGEST_TIMEOUT: Duration = Duration::from_secs(20);
 
 struct Api;
 
@@ -83,16 +85,41 @@ fn respond(request: IncomingRequest) -> Result<Answer, ApiError> {
     Ok(Answer::Json(json))
 }
 
-/// Sends a posted body to ingest as a request, the way a device would, and
-/// returns ingest's summary: on the device's own subject when the body names one
-/// device, so that the JetStream provider stores it and hands it to ingest in
-/// that device's order. Ingest parses and judges it; the API only bounds its
-/// size.
+/// Sends a posted body to ingest the way devices do, one request per device on
+/// that device's subject (`split_post`), so that the JetStream provider stores
+/// each part and hands it to ingest in its device's order; returns the parts'
+/// summaries as one. Ingest parses and judges the readings; the API only bounds
+/// the body's size and the wait.
 fn send_to_ingest(body: Vec<u8>) -> Result<ingest_domain::Summary, ApiError> {
-    let subject = post_subject(&body);
-    let reply = consumer::request(&subject, &body, INGEST_TIMEOUT_MS)
-        .map_err(|detail| ApiError::IngestUnavailable { subject, detail })?;
-    parse_reply(&reply.body)
+    let deadline = Instant::now() + INGEST_TIMEOUT;
+    let parts = split_post(&body);
+    let mut summary = ingest_domain::Summary::default();
+    for (done, part) in parts.iter().enumerate() {
+        let unavailable = |detail: String| ApiError::IngestUnavailable {
+            subject: part.subject.clone(),
+            detail: if done == 0 {
+                detail
+            } else {
+                format!(
+                    "{detail}; {done} of this post's {} device messages were handled before \
+                     it, and posting the same readings again is safe: ingest counts the ones \
+                     it stored as duplicates",
+                    parts.len()
+                )
+            },
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(unavailable(format!(
+                "no time left of the post's {INGEST_TIMEOUT:?}"
+            )));
+        }
+        // At most INGEST_TIMEOUT, so the conversion cannot overflow.
+        let left_ms = u32::try_from(left.as_millis()).unwrap_or(u32::MAX).max(1);
+        let reply = consumer::request(&part.subject, &part.body, left_ms).map_err(unavailable)?;
+        summary.merge_part(parse_reply(&reply.body)?, part.positions.as_deref());
+    }
+    Ok(summary)
 }
 
 /// The declared body length, if the header is present and a number. A bad

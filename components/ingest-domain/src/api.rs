@@ -409,14 +409,14 @@ mod tests {
             }
         }
 
-        /// Ingest's handling of `payload`, every reading accepted.
+        /// Ingest's handling of `payload` posted over HTTP, every reading accepted.
         fn ingest(&mut self, payload: &str) {
-            let summary = self
-                .executor
-                .handle("neongrid.ingest", payload.as_bytes(), |_| {
-                    Verdict::Accepted(None)
-                });
-            assert_eq!(summary.rejected, 0, "{summary:?}");
+            for part in crate::post::split_post(payload.as_bytes()) {
+                let summary = self
+                    .executor
+                    .handle(&part.subject, &part.body, |_| Verdict::Accepted(None));
+                assert_eq!(summary.rejected, 0, "{summary:?}");
+            }
         }
     }
 

@@ -10,9 +10,8 @@
 //! # Messages in
 //!
 //! Devices publish on `neongrid.readings.<device>` ([`READINGS_SUBSCRIPTION`]
-//! catches them all), and the HTTP API on [`subject::INGEST_SUBJECT`]
-//! (`neongrid.ingest`, where each reading names its device), either one
-//! reading or a JSON array of up to
+//! catches them all), and so does the HTTP API, one message per device of a
+//! posted body ([`post::split_post`]); either one reading or a JSON array of up to
 //! [`MAX_READINGS_PER_MESSAGE`] readings, at most [`MAX_MESSAGE_BYTES`]:
 //!
 //! ```json
@@ -21,7 +20,8 @@
 //!
 //! All five fields are required and no others are allowed. `id` follows
 //! [`READING_ID_RULE`] and only needs to be unique per device; `device` must be
-//! the subject's device when the subject names one; `value` must be a number of
+//! the subject's device (on a subject naming no device, such as
+//! `neongrid.ingest`, readings are judged but never stored); `value` must be a number of
 //! magnitude at most [`MAX_ABS_VALUE`] (about 1.8e13); `ts` is RFC 3339 and kept
 //! as sent. [`parse_message`] turns a message into one [`Outcome`] per reading.
 //!
@@ -82,6 +82,7 @@ pub mod keys;
 pub mod lock;
 pub mod message;
 pub mod plan;
+pub mod post;
 pub mod reading_id;
 pub mod reason;
 pub mod rejected;

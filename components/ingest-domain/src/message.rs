@@ -188,7 +188,8 @@ pub struct Rejected {
 /// Parses a message received on `subject`.
 ///
 /// When the subject is `neongrid.readings.<device>`, every reading must name
-/// that same device; on any other subject each reading's own `device` counts.
+/// that same device. On any other subject a reading is judged but refused as
+/// [`RejectReason::Unordered`]: it would bypass its device's ordered delivery.
 /// Whole-message problems (too large, bad subject device, not UTF-8, empty,
 /// not JSON, neither object nor array, empty or too long an array) give one
 /// rejection with the whole payload. A syntax error anywhere makes the whole
@@ -235,13 +236,13 @@ fn parse_elements(subject: &str, payload: &[u8]) -> Result<Vec<Outcome>, RejectR
             Ok(elements
                 .iter()
                 .enumerate()
-                .map(|(index, raw)| outcome(Some(index), raw.get(), subject_device))
+                .map(|(index, raw)| outcome(Some(index), raw.get(), subject, subject_device))
                 .collect())
         }
         Some('{') => {
             // Syntax first, so a broken object is "not JSON" like a broken array.
             serde_json::from_str::<&RawValue>(text).map_err(not_json)?;
-            Ok(vec![outcome(None, text, subject_device)])
+            Ok(vec![outcome(None, text, subject, subject_device)])
         }
         Some(_) => match serde_json::from_str::<Value>(text) {
             Ok(value) => Err(RejectReason::NotObjectOrArray { got: kind(&value) }),
@@ -250,9 +251,14 @@ fn parse_elements(subject: &str, payload: &[u8]) -> Result<Vec<Outcome>, RejectR
     }
 }
 
-fn outcome(index: Option<usize>, text: &str, subject_device: Option<&DeviceId>) -> Outcome {
+fn outcome(
+    index: Option<usize>,
+    text: &str,
+    subject: &str,
+    subject_device: Option<&DeviceId>,
+) -> Outcome {
     let original = text.as_bytes().to_vec();
-    match parse_reading(text, subject_device) {
+    match parse_reading(text, subject, subject_device) {
         Ok(reading) => Outcome::Reading(ParsedReading {
             index,
             reading,
@@ -270,6 +276,7 @@ fn outcome(index: Option<usize>, text: &str, subject_device: Option<&DeviceId>) 
 /// unknown fields, `id`, `device`, `metric`, `value`, `ts`.
 fn parse_reading(
     text: &str,
+    subject: &str,
     subject_device: Option<&DeviceId>,
 ) -> Result<IngestReading, RejectReason> {
     let document: Value =
@@ -298,11 +305,20 @@ fn parse_reading(
         Value::String(device) => DeviceId::parse(&device).map_err(RejectReason::BadDevice)?,
         other => return Err(invalid(FIELD_DEVICE, EXPECTED_DEVICE, &other)),
     };
-    if let Some(subject) = subject_device.filter(|subject| **subject != device) {
-        return Err(RejectReason::DeviceMismatch {
-            subject: subject.clone(),
-            payload: device,
-        });
+    match subject_device {
+        None => {
+            return Err(RejectReason::Unordered {
+                subject: subject.to_owned(),
+                device,
+            })
+        }
+        Some(subject) if *subject != device => {
+            return Err(RejectReason::DeviceMismatch {
+                subject: subject.clone(),
+                payload: device,
+            })
+        }
+        Some(_) => {}
     }
     let metric = match take(&mut fields, FIELD_METRIC, EXPECTED_METRIC)? {
         Value::String(name) => MetricName::parse(&name)?,
@@ -590,10 +606,7 @@ mod tests {
         let with = |field: &str, text: &str| {
             let mut object: Map<String, Value> = serde_json::from_str(&reading_json("r")).unwrap();
             object.insert(field.to_owned(), Value::String(text.to_owned()));
-            parse_message(
-                "other.subject",
-                Value::Object(object).to_string().as_bytes(),
-            )
+            parse_message(SUBJECT, Value::Object(object).to_string().as_bytes())
         };
         let reason_of = |outcomes: Vec<Outcome>| match &outcomes[..] {
             [Outcome::Rejected(rejected)] => rejected.reason.clone(),
@@ -640,11 +653,24 @@ mod tests {
              \"thermo-18\"; expected \"thermo-18\""
         );
         assert_eq!(reason.code(), "device_mismatch");
-        // On a subject that names no device, the reading's own device counts.
-        assert!(matches!(
-            one("neongrid.bulk", &payload),
-            Outcome::Reading(_)
-        ));
+    }
+
+    #[test]
+    fn a_subject_naming_no_device_stores_nothing() {
+        let refused = reason("neongrid.ingest", &reading_json("r"));
+        assert_eq!(refused.code(), "unordered_subject");
+        assert_eq!(
+            refused.to_string(),
+            "reading of device \"thermo-17\" came on subject \"neongrid.ingest\", which names no \
+             device; expected it on neongrid.readings.thermo-17, where a device's readings are \
+             stored in order"
+        );
+        assert!(!refused.is_retryable() && !refused.is_whole_message());
+        // Its own problems come first, so a sender learns what to fix.
+        assert_eq!(
+            reason("neongrid.ingest", r#"{"id":"r"}"#).code(),
+            "missing_field"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::message::{
 };
 use crate::reading_id::ReadingIdError;
 use crate::stats::StatsValueError;
+use crate::subject::READINGS_SUBJECT_PREFIX;
 use telemetry_domain::excerpt::{excerpt, quoted};
 
 /// Why a reading, or a whole message, was not stored. The `Display` text is the
@@ -84,6 +85,15 @@ pub enum RejectReason {
         subject: DeviceId,
         payload: DeviceId,
     },
+    /// A reading is stored only in its device's ordered delivery, so one that came
+    /// on a subject naming no device (`neongrid.ingest`, say) is judged but refused.
+    #[error(
+        "reading of device \"{device}\" came on subject {}, which names no device; expected it on \
+         {}{device}, where a device's readings are stored in order",
+        quoted(.subject),
+        READINGS_SUBJECT_PREFIX
+    )]
+    Unordered { subject: String, device: DeviceId },
     #[error("field `value`: {0}")]
     Value(#[from] StatsValueError),
 
@@ -130,6 +140,7 @@ impl RejectReason {
                 "invalid_field"
             }
             Self::DeviceMismatch { .. } => "device_mismatch",
+            Self::Unordered { .. } => "unordered_subject",
             Self::Value(_) => "value_out_of_range",
             Self::Validator { kind, .. } => kind.code(),
         }
@@ -213,7 +224,11 @@ mod tests {
             RejectReason::BadId(ReadingIdError::Empty),
             RejectReason::DeviceMismatch {
                 subject: d.clone(),
-                payload: d,
+                payload: d.clone(),
+            },
+            RejectReason::Unordered {
+                subject: "neongrid.ingest".into(),
+                device: d,
             },
             RejectReason::Value(StatsValueError::TooLarge { value: 1e20 }),
             RejectReason::Validator {

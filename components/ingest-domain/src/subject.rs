@@ -3,9 +3,7 @@
 //! A device id may contain `.`, the NATS token separator, so `lab.3` reads on
 //! `neongrid.readings.lab.3`, two tokens after the prefix. Subscribe with
 //! [`READINGS_SUBSCRIPTION`] (`>` matches one or more tokens), not with `*`.
-//! An id ending in `.` (allowed by the device-id rule) makes a subject with an
-//! empty last token, which NATS refuses: such a device can only send on
-//! another subject with the device named in each reading.
+//! The device-id rule (no empty token) makes every valid id a valid subject.
 
 use telemetry_domain::{DeviceId, DeviceIdError};
 
@@ -15,9 +13,10 @@ pub const READINGS_SUBJECT_PREFIX: &str = "neongrid.readings.";
 /// The subscription that receives every device's readings.
 pub const READINGS_SUBSCRIPTION: &str = "neongrid.readings.>";
 
-/// Where a message goes whose readings name their own device(s), such as the
-/// HTTP API's `POST /api/readings`: ingest takes each reading's device from the
-/// reading itself. Ingest subscribes to it beside [`READINGS_SUBSCRIPTION`].
+/// Where the HTTP API sends a posted body that names no valid device, so that
+/// ingest still says what is wrong with it. Ingest subscribes to it beside
+/// [`READINGS_SUBSCRIPTION`] and stores nothing that arrives on it: a reading is
+/// stored only from its device's subject, in that device's order.
 pub const INGEST_SUBJECT: &str = "neongrid.ingest";
 
 /// The NATS queue group ingest's subscriptions join, so that with several
@@ -49,33 +48,6 @@ pub fn subject_device(subject: &str) -> Result<Option<DeviceId>, DeviceIdError> 
     match subject.strip_prefix(READINGS_SUBJECT_PREFIX) {
         Some(device) => DeviceId::parse(device).map(Some),
         None => Ok(None),
-    }
-}
-
-/// Where a message that names its devices in its readings (the HTTP API's
-/// `POST /api/readings`) is sent: the device's own subject when every reading
-/// names the same valid device that can be a subject token, so that the message
-/// takes its place in that device's ordered delivery; [`INGEST_SUBJECT`]
-/// otherwise (several devices, or a body ingest will refuse), where ingest
-/// judges each reading by the device it names.
-pub fn post_subject(body: &[u8]) -> String {
-    let device_of =
-        |reading: &serde_json::Value| reading.get("device")?.as_str().map(str::to_owned);
-    let devices: Option<Vec<String>> = match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(serde_json::Value::Array(readings)) if !readings.is_empty() => {
-            readings.iter().map(device_of).collect()
-        }
-        Ok(reading @ serde_json::Value::Object(_)) => device_of(&reading).map(|d| vec![d]),
-        _ => None,
-    };
-    let single = devices.and_then(|devices| {
-        let first = devices.first()?.clone();
-        devices.iter().all(|d| *d == first).then_some(first)
-    });
-    match single.map(|id| DeviceId::parse(&id)) {
-        // An id ending in `.` would make an empty last token, which NATS refuses.
-        Some(Ok(device)) if !device.as_str().ends_with('.') => readings_subject(&device),
-        _ => INGEST_SUBJECT.to_owned(),
     }
 }
 
@@ -113,32 +85,6 @@ mod tests {
         );
         let d = device("a.b_c-9");
         assert_eq!(subject_device(&readings_subject(&d)), Ok(Some(d)));
-    }
-
-    #[test]
-    fn a_post_of_one_device_goes_to_its_subject_anything_else_to_ingest() {
-        let one = br#"{"id":"r1","device":"lab.3","metric":"t","value":1}"#;
-        assert_eq!(post_subject(one), "neongrid.readings.lab.3");
-        let same = br#"[{"device":"d-1"},{"device":"d-1","id":"x"}]"#;
-        assert_eq!(post_subject(same), "neongrid.readings.d-1");
-        for other in [
-            &br#"[{"device":"d-1"},{"device":"d-2"}]"#[..],
-            br#"[{"device":"d-1"},{"id":"no device"}]"#,
-            br#"{"id":"no device"}"#,
-            br#"{"device":"a*"}"#,
-            br#"{"device":"ends."}"#,
-            br#"{"device":7}"#,
-            b"[]",
-            b"{not json",
-            b"",
-        ] {
-            assert_eq!(
-                post_subject(other),
-                INGEST_SUBJECT,
-                "{:?}",
-                String::from_utf8_lossy(other)
-            );
-        }
     }
 
     #[test]

@@ -190,6 +190,7 @@ pub fn exercise(lattice: &Lattice, pipeline: &Pipeline) -> Result<()> {
     let runtime = runtime()?;
     runtime.block_on(over_nats(&pipeline.nats_url))?;
     over_http(pipeline)?;
+    runtime.block_on(mixed_post(pipeline))?;
     read_back(pipeline)?;
     runtime.block_on(redelivery(&pipeline.nats_url))?;
     read_back(pipeline)?;
@@ -430,6 +431,84 @@ fn over_http(pipeline: &Pipeline) -> Result<()> {
     Ok(())
 }
 
+/// A post naming several devices reaches ingest as one message per device, each on its
+/// device's subject (so through the stream's ordered delivery), and its summary points
+/// into the posted array.
+async fn mixed_post(pipeline: &Pipeline) -> Result<()> {
+    let nats = connect(&pipeline.nats_url).await?;
+    let mut carried = nats.subscribe("neongrid.readings.>").await?;
+    let mut unordered = nats.subscribe("neongrid.ingest").await?;
+    timeout(Duration::from_secs(10), nats.flush())
+        .await
+        .context("timed out flushing subscriptions")??;
+    let mut no_device = reading("m-3", "mix-1", "humidity_pct", 44.0);
+    no_device.as_object_mut().unwrap().remove("device");
+    let body = json!([
+        reading("m-1", "mix-1", "humidity_pct", 41.0),
+        reading("m-2", "mix-2", "humidity_pct", 42.0),
+        no_device,
+        reading("m-4", "mix-1", "humidity_pct", 43.0),
+        reading("m-5", "mix-2", "humidity_pct", 140.0),
+    ])
+    .to_string()
+    .into_bytes();
+    let url = pipeline.url("/api/readings");
+    let r =
+        tokio::task::spawn_blocking(move || http::post(&url, "application/json", &body)).await??;
+    ensure!(
+        r.status == 200,
+        "POST of two devices: {} {}",
+        r.status,
+        r.body
+    );
+    let s: Summary = serde_json::from_str(&r.body)?;
+    let notes: Vec<_> = s
+        .rejections
+        .iter()
+        .map(|n| (n.index, n.code.as_str()))
+        .collect();
+    ensure!(
+        s.counts() == (3, 2, 0, 0)
+            && notes == [(Some(2), "missing_field"), (Some(4), "out_of_range")],
+        "POST of two devices: {s:?}"
+    );
+    // Nothing else publishes on a readings subject meanwhile: the first two are the post's.
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let msg = timeout(EVENT_TIMEOUT, carried.next())
+            .await
+            .context("a device's part of the post was not seen on its subject")?
+            .context("subscription closed")?;
+        let ids: Vec<String> = serde_json::from_slice::<Vec<Value>>(&msg.payload)?
+            .iter()
+            .map(|r| r["id"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        seen.push((msg.subject.to_string(), ids));
+    }
+    ensure!(
+        seen == [
+            (
+                "neongrid.readings.mix-1".to_owned(),
+                vec!["m-1".into(), "m-3".into(), "m-4".into()]
+            ),
+            (
+                "neongrid.readings.mix-2".to_owned(),
+                vec!["m-2".into(), "m-5".into()]
+            ),
+        ],
+        "the post's messages: {seen:?}"
+    );
+    if let Ok(Some(extra)) = timeout(Duration::from_millis(500), unordered.next()).await {
+        bail!(
+            "the post reached neongrid.ingest: {}",
+            String::from_utf8_lossy(&extra.payload)
+        );
+    }
+    let detail: DeviceDetail = get_json(pipeline, "/api/devices/mix-1")?;
+    ensure!(detail.count == 2, "mix-1 after the post: {detail:?}");
+    Ok(())
+}
+
 /// A 4xx/5xx with a JSON body whose `error` mentions `needle`.
 pub fn expect_error(resp: &http::Response, status: u16, needle: &str) -> Result<()> {
     ensure!(
@@ -542,14 +621,18 @@ async fn redelivery(nats_url: &str) -> Result<()> {
     let subject = format!("neongrid.readings.{DEVICE}");
     let s = request(&nats, &subject, &batch_message()).await?;
     ensure!(s.counts() == (0, 1, 1, 0), "redelivered batch: {s:?}");
-    // And the device-agnostic subject the API uses finds the same reading a duplicate.
+    // A subject that names no device is judged but stores nothing, so that no reading
+    // reaches the store around its device's ordered delivery.
     let s = request(
         &nats,
         "neongrid.ingest",
-        &reading("r-2", DEVICE, "temperature_c", 50.0),
+        &reading("r-9", DEVICE, "temperature_c", 20.0),
     )
     .await?;
-    ensure!(s.counts() == (0, 0, 1, 0), "redelivered reading: {s:?}");
+    ensure!(
+        s.counts() == (0, 1, 0, 0) && s.rejections[0].code == "unordered_subject",
+        "a reading on neongrid.ingest: {s:?}"
+    );
     Ok(())
 }
 
