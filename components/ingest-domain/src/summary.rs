@@ -71,6 +71,22 @@ impl Summary {
         (self.accepted, self.rejected, self.duplicates, self.alerts)
     }
 
+    /// Why the message should be delivered again, when some reading was refused
+    /// only because it could not be judged or stored yet: its handler reports
+    /// this as its error, and a replay stores what is still missing.
+    pub fn retry_reason(&self) -> Option<String> {
+        let retryable: Vec<&RejectionNote> =
+            self.rejections.iter().filter(|n| n.retryable).collect();
+        let first = retryable.first()?;
+        Some(format!(
+            "{} of {} readings could not be judged or stored yet (first: {}); expected a \
+             delivery of the message again once that is fixed",
+            retryable.len(),
+            self.total(),
+            first.reason
+        ))
+    }
+
     /// The bytes to answer the reply-to with.
     pub fn to_bytes(&self) -> Vec<u8> {
         crate::encode(self)
@@ -112,6 +128,24 @@ mod tests {
         assert_eq!(
             Summary::default().to_bytes(),
             br#"{"accepted":0,"rejected":0,"duplicates":0,"alerts":0,"rejections":[]}"#
+        );
+    }
+
+    #[test]
+    fn only_a_retryable_refusal_asks_for_the_message_again() {
+        let mut summary = Summary::default();
+        summary.record(Applied::Stored { alerted: false });
+        summary.record(Applied::Rejected(note(Some(1), "out_of_range")));
+        assert_eq!(summary.retry_reason(), None);
+        let mut unjudged = note(Some(2), "validator_unavailable");
+        unjudged.retryable = true;
+        summary.record(Applied::Rejected(unjudged));
+        assert_eq!(
+            summary.retry_reason().as_deref(),
+            Some(
+                "1 of 3 readings could not be judged or stored yet (first: validator_unavailable \
+                 because); expected a delivery of the message again once that is fixed"
+            )
         );
     }
 

@@ -35,14 +35,15 @@ struct Ingest;
 export!(Ingest);
 
 impl Guest for Ingest {
-    /// Always `Ok`: every problem with the message was already reported on
-    /// `neongrid.rejected` or in the log, and an error here would only make the
-    /// messaging provider log it once more.
+    /// `Err` only when a reading could not be judged or stored yet
+    /// (`Summary::retry_reason`), so that a durable messaging provider delivers
+    /// the message again; the readings stored meanwhile are then duplicates. Every
+    /// other problem was already reported on `neongrid.rejected`, and is final.
     fn handle_message(msg: BrokerMessage) -> Result<(), String> {
         let summary = glue::ingest(&msg.subject, &msg.body);
         if let Some(reply_to) = msg.reply_to {
             glue::publish(&reply_to, summary.to_bytes());
         }
-        Ok(())
+        summary.retry_reason().map_or(Ok(()), Err)
     }
 }

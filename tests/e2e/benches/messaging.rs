@@ -99,7 +99,7 @@ fn bench(lattice: &Lattice) -> Result<()> {
                 let answer = rt.block_on(async {
                     tokio::time::timeout(
                         Duration::from_secs(5),
-                        device::request(&nc, p.subject(0), Bytes::from_static(b"noop")),
+                        device::request(&nc, p.subject(0), Bytes::from_static(b"noop"), None),
                     )
                     .await
                 });
@@ -175,10 +175,11 @@ async fn drive(nc: &async_nats::Client, p: Path) -> Result<(f64, Percentiles)> {
             let sent = Instant::now();
             let answer = tokio::time::timeout(
                 REQUEST_TIMEOUT,
-                device::request(&nc, subject, Bytes::from_static(b"noop")),
+                device::request(&nc, subject, Bytes::from_static(b"noop"), None),
             )
             .await
-            .context("no answer in time")??;
+            .context("no answer in time")??
+            .handled()?;
             drop(permit);
             ensure!(
                 &answer.payload[..] == b"ok noop",

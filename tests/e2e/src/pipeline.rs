@@ -139,10 +139,11 @@ async fn wait_for_ingest(nats_url: &str) -> Result<()> {
                 &nats,
                 "neongrid.readings.warmup-1".into(),
                 body.to_string().into(),
+                None,
             ),
         )
         .await;
-        match answer {
+        match answer.map(|answer| answer.and_then(device::Answer::handled)) {
             Ok(Ok(reply)) => {
                 let summary: Summary = serde_json::from_slice(&reply.payload)?;
                 trace(&format!(
@@ -176,10 +177,11 @@ async fn request_bytes(
 ) -> Result<Summary> {
     let reply = timeout(
         REPLY_TIMEOUT,
-        device::request(nats, subject.to_owned(), payload.into()),
+        device::request(nats, subject.to_owned(), payload.into(), None),
     )
     .await
-    .map_err(|_| anyhow!("no reply on {subject} within {REPLY_TIMEOUT:?}"))??;
+    .map_err(|_| anyhow!("no reply on {subject} within {REPLY_TIMEOUT:?}"))??
+    .handled()?;
     serde_json::from_slice(&reply.payload)
         .with_context(|| format!("reply is not a summary: {:?}", reply.payload))
 }
@@ -193,6 +195,7 @@ pub fn exercise(lattice: &Lattice, pipeline: &Pipeline) -> Result<()> {
     runtime.block_on(mixed_post(pipeline))?;
     read_back(pipeline)?;
     runtime.block_on(redelivery(&pipeline.nats_url))?;
+    runtime.block_on(resend_with_msg_id(pipeline))?;
     read_back(pipeline)?;
     runtime.block_on(burst(pipeline))?;
     check_host_log(lattice, pipeline)
@@ -636,6 +639,46 @@ async fn redelivery(nats_url: &str) -> Result<()> {
     Ok(())
 }
 
+/// A device's resend with the same `Nats-Msg-Id` (its receipt lost, say) is stored once:
+/// the stream answers it with a duplicate receipt and no summary, or, with no stream (the
+/// builtin provider), ingest finds the reading a duplicate.
+async fn resend_with_msg_id(pipeline: &Pipeline) -> Result<()> {
+    const RESENT_DEVICE: &str = "resend-1";
+    let nats = connect(&pipeline.nats_url).await?;
+    let streamed = async_nats::jetstream::new(nats.clone())
+        .get_stream("NEONGRID_READINGS")
+        .await
+        .is_ok();
+    let subject = format!("neongrid.readings.{RESENT_DEVICE}");
+    let body = reading("s-1", RESENT_DEVICE, "temperature_c", 20.0).to_string();
+    let msg_id = device::reading_msg_id(RESENT_DEVICE, "s-1");
+    let send = || {
+        timeout(
+            REPLY_TIMEOUT,
+            device::request(&nats, subject.clone(), body.clone().into(), Some(&msg_id)),
+        )
+    };
+    let first: Summary = serde_json::from_slice(&send().await??.handled()?.payload)?;
+    ensure!(first.counts() == (1, 0, 0, 0), "first send: {first:?}");
+    match (send().await??, streamed) {
+        (device::Answer::AlreadyStored, true) => {}
+        (device::Answer::Handled(reply), false) => {
+            let again: Summary = serde_json::from_slice(&reply.payload)?;
+            ensure!(again.counts() == (0, 0, 1, 0), "resend: {again:?}");
+        }
+        (answer, streamed) => bail!("resend with a stream: {streamed}, answered {answer:?}"),
+    }
+    let url = pipeline.url(&format!("/api/devices/{RESENT_DEVICE}"));
+    let r = tokio::task::spawn_blocking(move || http::get(&url)).await??;
+    ensure!(
+        r.status == 200 && r.json()?["count"] == json!(1),
+        "{RESENT_DEVICE} after the resend: {} {}",
+        r.status,
+        r.body
+    );
+    Ok(())
+}
+
 /// Devices and readings of the concurrent burst.
 const BURST_DEVICES: usize = 10;
 const BURST_READINGS: usize = 1000;
@@ -666,10 +709,15 @@ async fn burst(pipeline: &Pipeline) -> Result<()> {
             let body = reading(&format!("b-{i}"), &device, "temperature_c", value).to_string();
             let reply = timeout(
                 BURST_TIMEOUT,
-                device::request(&nats, format!("neongrid.readings.{device}"), body.into()),
+                device::request(
+                    &nats,
+                    format!("neongrid.readings.{device}"),
+                    body.into(),
+                    None,
+                ),
             )
             .await;
-            match reply {
+            match reply.map(|answer| answer.and_then(device::Answer::handled)) {
                 Ok(Ok(reply)) => serde_json::from_slice::<Summary>(&reply.payload)
                     .map_err(|err| anyhow!("reading {i}: reply is not a summary: {err}")),
                 Ok(Err(err)) => Err(anyhow!("reading {i}: {err}")),
@@ -870,9 +918,11 @@ impl Publishers {
 }
 
 /// Publishes readings `<prefix>-<n>` of `device` one after another until `stop`, each
-/// sent again with the same id until ingest answers for it (at-least-once; ingest's
-/// idempotency keeps the count exact). A reading the validator could not judge is sent
-/// again too; any other refusal fails. Returns (readings sent, attempts repeated).
+/// sent again with the same id and `Nats-Msg-Id` until ingest answers for it or the
+/// stream says it has it (at-least-once; the stream's deduplication and ingest's
+/// idempotency keep the count exact). A reading the validator could not judge is sent
+/// again too; any other refusal fails. Returns (readings sent, attempts repeated). A
+/// reading the stream had may still wait in its device's queue when this returns.
 pub async fn publish_until(
     nats: async_nats::Client,
     device: &'static str,
@@ -884,17 +934,19 @@ pub async fn publish_until(
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         let id = format!("{prefix}-{sent}");
         let body = reading(&id, device, "temperature_c", 20.0 + (sent % 10) as f64).to_string();
+        let msg_id = device::reading_msg_id(device, &id);
         let mut attempt = 0;
         let give_up = std::time::Instant::now() + RETRY_BUDGET;
         loop {
             attempt += 1;
             let answer = timeout(
                 ATTEMPT_TIMEOUT,
-                device::request(&nats, subject.clone(), body.clone().into()),
+                device::request(&nats, subject.clone(), body.clone().into(), Some(&msg_id)),
             )
             .await;
             let why = match answer {
-                Ok(Ok(reply)) => {
+                Ok(Ok(device::Answer::AlreadyStored)) => break,
+                Ok(Ok(device::Answer::Handled(reply))) => {
                     let summary: Summary = serde_json::from_slice(&reply.payload)
                         .map_err(|err| anyhow!("{id}: reply is not a summary: {err}"))?;
                     match summary.counts() {

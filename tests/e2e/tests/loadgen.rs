@@ -48,9 +48,9 @@ fn loadgen_reports_what_the_api_stores() -> Result<()> {
         ensure!(
             report.failed == 0
                 && report.rejected == 0
-                && report.accepted + report.duplicates == report.sent
+                && report.accepted + report.duplicates + report.receipts == report.sent
                 && report.visible == report.sent
-                && report.stored == report.accepted,
+                && report.stored == report.accepted + report.receipts,
             "report: {report:?}"
         );
         ensure!(

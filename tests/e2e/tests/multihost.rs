@@ -86,14 +86,16 @@ fn start_load(prefix: &str, seconds: u64) -> std::thread::JoinHandle<Result<Repo
 }
 
 /// At least `min_sent` readings were sent, and every one was answered (a resend of a
-/// reading whose answer was lost counts as a duplicate) and stored exactly once.
+/// reading whose answer was lost counts as a duplicate, or gets the stream's receipt) and
+/// stored exactly once.
 fn check_exactly_once(what: &str, report: &Report, min_sent: u64) -> Result<()> {
     trace(&format!(
-        "{what}: {} sent, {} accepted, {} duplicates, {} resent, {} stored; \
+        "{what}: {} sent, {} accepted, {} duplicates, {} receipts, {} resent, {} stored; \
          reply p50 {:.1} ms p99 {:.1} ms max {:.0} ms",
         report.sent,
         report.accepted,
         report.duplicates,
+        report.receipts,
         report.retries,
         report.stored,
         report.reply_ms.p50,
@@ -108,7 +110,7 @@ fn check_exactly_once(what: &str, report: &Report, min_sent: u64) -> Result<()> 
     ensure!(
         report.failed == 0
             && report.rejected == 0
-            && report.accepted + report.duplicates == report.sent,
+            && report.accepted + report.duplicates + report.receipts == report.sent,
         "{what}: not every reading was answered: {report:?}"
     );
     ensure!(
@@ -306,12 +308,21 @@ fn move_validator(
         "the validator's image changed: {image_before} -> {images:?}"
     );
     ensure!(sent > 10, "only {sent} readings flowed");
-    let device = api_get(&format!("/api/devices/{DEVICE}"))?;
-    ensure!(
-        device["count"] == sent as u64,
-        "{sent} readings sent across the moves, the API counts {}",
-        device["count"]
-    );
+    // A reading the stream took may still wait behind one being redelivered.
+    wait_for(
+        &format!("the API to count the {sent} readings sent across the moves"),
+        Duration::from_secs(30),
+        || {
+            let count = api_get(&format!("/api/devices/{DEVICE}"))?["count"]
+                .as_u64()
+                .context("no count")?;
+            ensure!(
+                count <= sent as u64,
+                "{sent} readings sent across the moves, the API counts {count}"
+            );
+            Ok((count == sent as u64).then_some(()))
+        },
+    )?;
     // The last step deployed what wadm.yaml says, placed by core alone.
     wash_deploy(manifest_path)?;
     wait_deployed()

@@ -1,12 +1,13 @@
 //! A load generator for the neongrid pipeline, as devices would load it: readings
 //! published on `neongrid.readings.<device>` at a chosen rate, at most `concurrency`
-//! unanswered at a time, each sent again with the same id until ingest answers with
-//! anything but a retryable refusal (at-least-once; ingest's idempotency keeps the count
-//! exact). Given several NATS servers, it connects to each and sends the readings round
+//! unanswered at a time, each sent again with the same id and `Nats-Msg-Id` until ingest
+//! answers with anything but a retryable refusal, or the stream says it stored the message
+//! already (at-least-once; the stream's deduplication and ingest's idempotency keep the
+//! count exact). Given several NATS servers, it connects to each and sends the readings round
 //! robin, as devices spread over several edge sites would.
 //!
 //! Two latencies are measured. The *reply* latency is publish until ingest's summary
-//! arrives. The *end-to-end* latency is publish until the reading is visible in the
+//! arrives (or, for a resend, the stream's receipt saying it had the message). The *end-to-end* latency is publish until the reading is visible in the
 //! HTTP API: a poller reads each device's count every [`POLL_INTERVAL`], and once a
 //! device's count has grown by k since the start, its first k readings are visible.
 //! That is exact for the count and at most one poll interval late for the time.
@@ -58,6 +59,9 @@ pub struct Report {
     pub sent: u64,
     pub accepted: u64,
     pub duplicates: u64,
+    /// Readings whose last attempt got the stream's duplicate receipt: an earlier attempt
+    /// was stored and its summary lost, so it counts as stored, with no summary.
+    pub receipts: u64,
     pub rejected: u64,
     /// Readings never answered within [`MAX_ATTEMPTS`].
     pub failed: u64,
@@ -110,6 +114,7 @@ struct Tally {
     sent: u64,
     accepted: u64,
     duplicates: u64,
+    receipts: u64,
     rejected: u64,
     failed: u64,
     retries: u64,
@@ -176,8 +181,10 @@ pub async fn run(config: &Config) -> Result<Report> {
         ticker.tick().await;
         let permit = Arc::clone(&in_flight).acquire_owned().await?;
         let device = &devices[(n % devices.len() as u64) as usize];
+        let id = format!("r-{n}");
+        let msg_id = device::reading_msg_id(device, &id);
         let body = serde_json::json!({
-            "id": format!("r-{n}"), "device": device, "metric": "temperature_c",
+            "id": id, "device": device, "metric": "temperature_c",
             "value": 15.0 + (n % 200) as f64 / 10.0, "ts": "2026-11-20T10:00:00Z",
         })
         .to_string();
@@ -192,7 +199,7 @@ pub async fn run(config: &Config) -> Result<Report> {
         let task_nats = servers[(n % servers.len() as u64) as usize].clone();
         let task_tally = Arc::clone(&tally);
         tasks.spawn(async move {
-            send(&task_nats, subject, body, &task_tally).await;
+            send(&task_nats, subject, body, &msg_id, &task_tally).await;
             drop(permit);
         });
         n += 1;
@@ -221,6 +228,7 @@ pub async fn run(config: &Config) -> Result<Report> {
         sent: t.sent,
         accepted: t.accepted,
         duplicates: t.duplicates,
+        receipts: t.receipts,
         rejected: t.rejected,
         failed: t.failed,
         retries: t.retries,
@@ -242,34 +250,56 @@ fn only_retryable_refusals(summary: &serde_json::Value) -> bool {
         && rejections.is_some_and(|r| !r.is_empty() && r.iter().all(|r| r["retryable"] == true))
 }
 
-/// Sends one reading until ingest answers, and tallies the answer.
-async fn send(nats: &async_nats::Client, subject: String, body: String, tally: &Mutex<Tally>) {
+/// What became of one attempt.
+enum Heard {
+    Summary(serde_json::Value),
+    AlreadyStored,
+}
+
+/// Sends one reading until ingest answers or the stream says it has it, and tallies that.
+async fn send(
+    nats: &async_nats::Client,
+    subject: String,
+    body: String,
+    msg_id: &str,
+    tally: &Mutex<Tally>,
+) {
     let first = Instant::now();
     for attempt in 1..=MAX_ATTEMPTS {
         let answer = tokio::time::timeout(
             ATTEMPT_TIMEOUT,
-            device::request(nats, subject.clone(), body.clone().into()),
+            device::request(nats, subject.clone(), body.clone().into(), Some(msg_id)),
         )
         .await;
-        let summary = match answer {
-            Ok(Ok(reply)) => serde_json::from_slice::<serde_json::Value>(&reply.payload)
-                .ok()
-                .filter(|s| !only_retryable_refusals(s)),
+        let heard = match answer {
+            Ok(Ok(device::Answer::Handled(reply))) => {
+                serde_json::from_slice::<serde_json::Value>(&reply.payload)
+                    .ok()
+                    .filter(|s| !only_retryable_refusals(s))
+                    .map(Heard::Summary)
+            }
+            Ok(Ok(device::Answer::AlreadyStored)) => Some(Heard::AlreadyStored),
             _ => None,
         };
-        if summary.is_none() && attempt < MAX_ATTEMPTS {
+        if heard.is_none() && attempt < MAX_ATTEMPTS {
             // A pause before trying again, so that a store being restarted is not
             // hammered by every reading in flight at once.
             tokio::time::sleep(RETRY_PAUSE).await;
         }
         let mut t = tally.lock().unwrap();
-        match summary {
-            Some(s) => {
+        match heard {
+            Some(Heard::Summary(s)) => {
                 t.reply.push(first.elapsed());
                 let count = |field: &str| s[field].as_u64().unwrap_or(0);
                 t.accepted += count("accepted");
                 t.duplicates += count("duplicates");
                 t.rejected += count("rejected");
+                return;
+            }
+            Some(Heard::AlreadyStored) => {
+                // The device's answer is the receipt: its reading is durably stored.
+                t.reply.push(first.elapsed());
+                t.receipts += 1;
                 return;
             }
             None if attempt < MAX_ATTEMPTS => t.retries += 1,
