@@ -10,6 +10,8 @@
 #   scripts/lattice.sh host-kill NAME    SIGKILL a host's process: a crash, no goodbye
 #   scripts/lattice.sh host-stop NAME    stop a host gracefully: it tells the lattice
 #   scripts/lattice.sh host-start NAME   start a stopped or killed host again
+#   scripts/lattice.sh nats-kill NAME    SIGKILL the NATS server of a host's namespace
+#   scripts/lattice.sh nats-start NAME   start it again, on its JetStream store as it was
 #
 # Needs root (ip netns) and iproute2. `up` first removes whatever an earlier run left.
 # NEONGRID_LATTICE_NO_BUILD=1 skips the build (`up` runs scripts/build.sh otherwise).
@@ -146,15 +148,28 @@ cluster {
     routes: [$(IFS=,; echo "${routes[*]}")]
 }
 CONF
-        start_in "$host" "$dir/nats.log" "$WASH_DOWNLOADS_DIR/nats-server" -c "$dir/nats.conf"
+        nats_start "$host"
     done
-    for host in "${HOSTS[@]}"; do
-        wait_until "NATS on $(ns "$host")" 30 in_ns "$host" bash -c "exec 3<>/dev/tcp/127.0.0.1/$NATS_PORT"
-    done
+    for host in "${HOSTS[@]}"; do nats_ready "$host"; done
+}
+
+nats_start() {
+    start_in "$1" "$STATE/$1/nats.log" "$WASH_DOWNLOADS_DIR/nats-server" -c "$STATE/$1/nats.conf"
+}
+
+nats_ready() {
+    wait_until "NATS on $(ns "$1")" 30 in_ns "$1" bash -c "exec 3<>/dev/tcp/127.0.0.1/$NATS_PORT"
     # JetStream answers once the cluster has elected a meta leader over the routes.
-    for host in "${HOSTS[@]}"; do
-        wait_until "JetStream on $(ns "$host")" 60 \
-            in_ns "$host" curl -fsS 'http://127.0.0.1:8222/healthz?js-enabled-only=true'
+    wait_until "JetStream on $(ns "$1")" 60 \
+        in_ns "$1" curl -fsS 'http://127.0.0.1:8222/healthz?js-enabled-only=true'
+}
+
+# The nats-server process of one namespace.
+nats_pid() {
+    local pid bin
+    bin="$(readlink -f "$WASH_DOWNLOADS_DIR/nats-server")"
+    for pid in $(ip netns pids "$(ns "$1")" 2>/dev/null); do
+        if [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$bin" ]]; then echo "$pid"; fi
     done
 }
 
@@ -352,6 +367,28 @@ host-start)
     wait_until "host $2 to join lattice $LATTICE" 90 host_answers "$2"
     echo "    host $2 answers; wadm places its share of $APP there"
     ;;
+nats-kill)
+    require_root
+    require_host "${2:-}"
+    pid="$(nats_pid "$2")"
+    [[ -n "$pid" ]] || { echo "error: the NATS server of $2 is not running" >&2; exit 1; }
+    say "killing the NATS server of $2 (SIGKILL): its host and clients lose the lattice"
+    kill -KILL "$pid"
+    wait_until "nats-server $2 (pid $pid) to exit" 30 bash -c "! kill -0 $pid"
+    echo "    nats-server $2 (pid $pid) is gone"
+    ;;
+nats-start)
+    require_root
+    require_host "${2:-}"
+    if [[ -n "$(nats_pid "$2")" ]]; then
+        echo "error: the NATS server of $2 is already running (pid $(nats_pid "$2"))" >&2
+        exit 1
+    fi
+    say "starting the NATS server of $2"
+    nats_start "$2"
+    nats_ready "$2"
+    echo "    nats-server $2 answers, JetStream included"
+    ;;
 down)
     require_root
     say "stopping everything in the namespaces and removing them"
@@ -359,7 +396,7 @@ down)
     echo "    done"
     ;;
 *)
-    echo "usage: scripts/lattice.sh up|status|down|host-kill NAME|host-stop NAME|host-start NAME" >&2
+    echo "usage: scripts/lattice.sh up|status|down|host-kill NAME|host-stop NAME|host-start NAME|nats-kill NAME|nats-start NAME" >&2
     echo "       NAME is one of: ${HOSTS[*]}" >&2
     exit 2
     ;;

@@ -15,12 +15,16 @@
 //!    edge1, and a host started again gets its share back;
 //! 5. the data host's provider processes killed under load: the host restarts them,
 //!    ingest rides out the restart, and every reading is stored exactly once;
-//! 6. the JetStream messaging provider's order across both edge hosts: the messaging probe
+//! 6. NATS-server loss: under load, the NATS server holding the leader of the readings
+//!    stream (3 replicas) is killed and started again 5 s later. Its host and clients lose
+//!    the lattice meanwhile; the stream elects another leader, every reading is stored
+//!    exactly once, and the restarted server catches up as a replica;
+//! 7. the JetStream messaging provider's order across both edge hosts: the messaging probe
 //!    (tests/messaging-probe) shared out over edge1 and edge2, 64 keys × 200 messages
 //!    published through both edge hosts' NATS servers at once, each key's messages
 //!    handled in stream order and never two at once; then edge2's host killed while a
 //!    backlog is handled: nothing lost, nothing reordered;
-//! 7. `down` leaves no namespace, link or process behind.
+//! 8. `down` leaves no namespace, link or process behind.
 //!
 //! Needs root (network namespaces); it takes over the lattice `scripts/lattice.sh`
 //! manages, so do not run it while you use one.
@@ -216,7 +220,10 @@ fn lattice_places_moves_scales_and_survives_host_and_provider_loss() -> Result<(
     // 5. The data host's providers killed under load.
     restart_providers()?;
 
-    // 6. Ordered delivery across both edge hosts, and through edge2's loss.
+    // 6. The stream leader's NATS server lost under load.
+    nats_server_loss(&rt, &nats)?;
+
+    // 7. Ordered delivery across both edge hosts, and through edge2's loss.
     probe_order_across_edge_hosts()?;
 
     drop(down);
@@ -556,6 +563,76 @@ fn restart_providers() -> Result<()> {
         "the data host's providers after the restarts: {providers:?}"
     );
     Ok(())
+}
+
+/// The stream that devices publish into (wadm.yaml), with 3 replicas on this lattice.
+const READINGS_STREAM: &str = "NEONGRID_READINGS";
+/// How long the killed NATS server stays down.
+const NATS_DOWN: Duration = Duration::from_secs(5);
+
+/// Where the readings stream's replicas are, as its leader reports them.
+fn stream_cluster(
+    rt: &tokio::runtime::Runtime,
+    js: &async_nats::jetstream::Context,
+) -> Result<async_nats::jetstream::stream::ClusterInfo> {
+    rt.block_on(async {
+        let mut stream = js.get_stream(READINGS_STREAM).await?;
+        let info = stream.info().await?;
+        info.cluster
+            .clone()
+            .with_context(|| format!("{READINGS_STREAM} reports no cluster: {info:?}"))
+    })
+}
+
+/// Kills the NATS server of the readings stream's leader under load, starts it again
+/// after [`NATS_DOWN`], and checks that every reading was stored exactly once and that the
+/// server is a current replica again.
+fn nats_server_loss(rt: &tokio::runtime::Runtime, nats: &async_nats::Client) -> Result<()> {
+    let js = async_nats::jetstream::new(nats.clone());
+    let before = stream_cluster(rt, &js)?;
+    let leader = before.leader.clone().context("the stream has no leader")?;
+    // Servers are named ng-<host> (lattice.sh); `replicas` lists the followers.
+    let host = leader
+        .strip_prefix("ng-")
+        .with_context(|| format!("unexpected server name {leader}"))?
+        .to_owned();
+    ensure!(
+        before.replicas.len() == 2,
+        "{READINGS_STREAM} should have 3 replicas: {before:?}"
+    );
+    trace(&format!(
+        "{READINGS_STREAM} leader: {leader}; killing its NATS server"
+    ));
+    let load = start_load("natsloss", LOSS_LOAD_SECONDS);
+    std::thread::sleep(FAIL_AFTER);
+    lattice(&["nats-kill", &host])?;
+    std::thread::sleep(NATS_DOWN);
+    lattice(&["nats-start", &host])?;
+    let report = load
+        .join()
+        .map_err(|_| anyhow::anyhow!("the load generator panicked"))??;
+    let stalled = INGEST_HANDLER_TIMEOUT.as_secs();
+    check_exactly_once(
+        &format!("the stream leader's NATS server ({host}) killed under load"),
+        &report,
+        u64::from(LOAD_RATE) * (LOSS_LOAD_SECONDS - stalled) / 2,
+    )?;
+    let after = wait_for(
+        &format!("{leader} to be a current replica of {READINGS_STREAM} again"),
+        Duration::from_secs(60),
+        || {
+            let now = stream_cluster(rt, &js)?;
+            let back = now.leader.as_deref() == Some(leader.as_str())
+                || now.replicas.iter().any(|p| p.name == leader && p.current);
+            Ok((back && now.replicas.iter().all(|p| p.current)).then_some(now))
+        },
+    )?;
+    trace(&format!(
+        "{READINGS_STREAM} after the loss: leader {:?}, replicas {:?}",
+        after.leader,
+        after.replicas.iter().map(|p| &p.name).collect::<Vec<_>>()
+    ));
+    wait_deployed()
 }
 
 /// After `down`: no namespace, bridge or veth of ours, and no process that ran from

@@ -26,10 +26,15 @@ use tokio::sync::Semaphore;
 pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// How long one attempt waits for ingest's answer before the reading is sent again.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Attempts per reading before it counts as failed.
-pub const MAX_ATTEMPTS: u32 = 5;
-/// The pause before a reading is sent again.
+/// How long a reading is sent again, from its first send, before it counts as failed: a
+/// NATS server lost with a stream's leader leaves the stream without one for seconds, and
+/// each publish meanwhile fails at once, so the bound is time, not attempts alone.
+pub const RETRY_BUDGET: Duration = Duration::from_secs(60);
+/// Attempts per reading, at most, within [`RETRY_BUDGET`].
+pub const MAX_ATTEMPTS: u32 = 50;
+/// The first pause before a reading is sent again; it doubles up to [`RETRY_PAUSE_MAX`].
 pub const RETRY_PAUSE: Duration = Duration::from_millis(200);
+pub const RETRY_PAUSE_MAX: Duration = Duration::from_secs(2);
 /// How long, after the last answer, the poller waits for readings to become visible.
 pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -63,7 +68,7 @@ pub struct Report {
     /// was stored and its summary lost, so it counts as stored, with no summary.
     pub receipts: u64,
     pub rejected: u64,
-    /// Readings never answered within [`MAX_ATTEMPTS`].
+    /// Readings never answered within [`RETRY_BUDGET`] (or [`MAX_ATTEMPTS`]).
     pub failed: u64,
     /// Attempts sent again after no answer.
     pub retries: u64,
@@ -265,6 +270,7 @@ async fn send(
     tally: &Mutex<Tally>,
 ) {
     let first = Instant::now();
+    let mut pause = RETRY_PAUSE;
     for attempt in 1..=MAX_ATTEMPTS {
         let answer = tokio::time::timeout(
             ATTEMPT_TIMEOUT,
@@ -281,10 +287,12 @@ async fn send(
             Ok(Ok(device::Answer::AlreadyStored)) => Some(Heard::AlreadyStored),
             _ => None,
         };
-        if heard.is_none() && attempt < MAX_ATTEMPTS {
-            // A pause before trying again, so that a store being restarted is not
-            // hammered by every reading in flight at once.
-            tokio::time::sleep(RETRY_PAUSE).await;
+        let last = attempt == MAX_ATTEMPTS || first.elapsed() + pause >= RETRY_BUDGET;
+        if heard.is_none() && !last {
+            // A growing pause before trying again, so that a store being restarted or a
+            // stream electing a leader is not hammered by every reading in flight at once.
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(RETRY_PAUSE_MAX);
         }
         let mut t = tally.lock().unwrap();
         match heard {
@@ -302,8 +310,11 @@ async fn send(
                 t.receipts += 1;
                 return;
             }
-            None if attempt < MAX_ATTEMPTS => t.retries += 1,
-            None => t.failed += 1,
+            None if !last => t.retries += 1,
+            None => {
+                t.failed += 1;
+                return;
+            }
         }
     }
 }
