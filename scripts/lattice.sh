@@ -164,14 +164,15 @@ nats_ready() {
         in_ns "$1" curl -fsS 'http://127.0.0.1:8222/healthz?js-enabled-only=true'
 }
 
-# The nats-server process of one namespace.
-nats_pid() {
+# ns_pid <host> <binary>: the processes of the host's namespace that run <binary>.
+ns_pid() {
     local pid bin
-    bin="$(readlink -f "$WASH_DOWNLOADS_DIR/nats-server")"
+    bin="$(readlink -f "$2")"
     for pid in $(ip netns pids "$(ns "$1")" 2>/dev/null); do
         if [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$bin" ]]; then echo "$pid"; fi
     done
 }
+nats_pid() { ns_pid "$1" "$WASH_DOWNLOADS_DIR/nats-server"; }
 
 databases_up() {
     local dir="$STATE/data"
@@ -223,13 +224,7 @@ hosts_up() {
 }
 
 # The wasmcloud_host process of one host, found among its namespace's processes.
-host_pid() {
-    local pid bin
-    bin="$(readlink -f "$HOST_BIN")"
-    for pid in $(ip netns pids "$(ns "$1")" 2>/dev/null); do
-        if [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$bin" ]]; then echo "$pid"; fi
-    done
-}
+host_pid() { ns_pid "$1" "$HOST_BIN"; }
 
 require_host() {
     if [[ -z "${1:-}" || -z "${ROLE[$1]:-}" ]]; then
@@ -372,7 +367,7 @@ nats-kill)
     require_host "${2:-}"
     pid="$(nats_pid "$2")"
     [[ -n "$pid" ]] || { echo "error: the NATS server of $2 is not running" >&2; exit 1; }
-    say "killing the NATS server of $2 (SIGKILL): its host and clients lose the lattice"
+    say "killing the NATS server of $2 (SIGKILL): its host and clients reconnect to the other servers"
     kill -KILL "$pid"
     wait_until "nats-server $2 (pid $pid) to exit" 30 bash -c "! kill -0 $pid"
     echo "    nats-server $2 (pid $pid) is gone"
