@@ -82,6 +82,19 @@ fn host_exits_when_its_nats_server_is_gone() -> Result<()> {
     wait_for("nats-server to exit", Duration::from_secs(10), || {
         Ok((!alive(nats_pid)).then_some(()))
     })?;
+    // A client that has not yet seen the connection drop fails its flush at once, and the
+    // host then stops cleanly; one that has seen it reconnects without end, and its flush
+    // never completes. The signal waits for the second case, the one the bound is for.
+    wait_for(
+        "the host to notice that its NATS server is gone",
+        Duration::from_secs(15),
+        || {
+            Ok(lattice
+                .log("wasmcloud.log")
+                .contains("async_nats: event: disconnected")
+                .then_some(()))
+        },
+    )?;
     signal(host_pid, "-TERM")?;
     // The launcher's bound is 5 s; the wait leaves room for a machine three times slower.
     let exited = wait_for(
